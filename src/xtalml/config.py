@@ -1,0 +1,41 @@
+"""Configuration: params.yaml sections for `dvc repro`, Hydra composition of conf/ for tests and sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The whole params.yaml that DVC composed from conf/ (or that a user edited)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run from the repository root, or compose it with `dvc exp run`")
+    with open(path) as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def section(params: dict[str, Any], name: str, required: Sequence[str] = ()) -> dict[str, Any]:
+    """One stage's section, with a clear error for a missing section or key."""
+    if name not in params:
+        raise KeyError(f"params.yaml has no '{name}' section; recompose it from conf/ (dvc exp run)")
+    values = params[name]
+    missing = [key for key in required if key not in values]
+    if missing:
+        raise KeyError(f"params.yaml section '{name}' lacks {', '.join(missing)}")
+    return values
+
+
+def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> dict[str, Any]:
+    """Compose conf/config.yaml with Hydra overrides, as `dvc exp run -S` does, into a plain dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(config_dir or REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)

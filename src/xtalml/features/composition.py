@@ -1,0 +1,204 @@
+"""Magpie ElementProperty, Stoichiometry, ValenceOrbital and IonProperty, vectorised over many formulas.
+
+Values equal matminer's featurizers (ElementProperty.from_preset("magpie"), Stoichiometry(),
+ValenceOrbital(), IonProperty(fast=True)); the elemental tables are read from matminer's own data sources.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from xtalml.chemistry import ATOMIC_NUMBER, ELEMENTS, FormulaError, parse_formula
+
+MAGPIE_PROPERTIES = (
+    "Number", "MendeleevNumber", "AtomicWeight", "MeltingT", "Column", "Row", "CovalentRadius",
+    "Electronegativity", "NsValence", "NpValence", "NdValence", "NfValence", "NValence", "NsUnfilled",
+    "NpUnfilled", "NdUnfilled", "NfUnfilled", "NUnfilled", "GSvolume_pa", "GSbandgap", "GSmagmom",
+    "SpaceGroupNumber")
+MAGPIE_STATS = ("minimum", "maximum", "range", "mean", "avg_dev", "mode")
+STOICHIOMETRY_P = (0, 2, 3, 5, 7, 10)
+ORBITALS = ("s", "p", "d", "f")
+GROUPS = ("magpie", "stoichiometry", "valence_orbital", "ion_property")
+_CHARGE_CHUNK = 1 << 16
+
+
+def feature_names(groups: Sequence[str] = GROUPS) -> list[str]:
+    """Column names of the composition features, in matminer's order within each group."""
+    names: list[str] = []
+    for group in groups:
+        if group == "magpie":
+            names += [f"magpie_{stat}_{prop}" for prop in MAGPIE_PROPERTIES for stat in MAGPIE_STATS]
+        elif group == "stoichiometry":
+            names += [f"stoich_{p}_norm" for p in STOICHIOMETRY_P]
+        elif group == "valence_orbital":
+            names += [f"valence_avg_{o}" for o in ORBITALS] + [f"valence_frac_{o}" for o in ORBITALS]
+        elif group == "ion_property":
+            names += ["ion_compound_possible", "ion_max_ionic_char", "ion_avg_ionic_char"]
+        else:
+            raise ValueError(f"unknown composition feature group {group!r}; choose from {', '.join(GROUPS)}")
+    return names
+
+
+@lru_cache(maxsize=1)
+def elemental_tables() -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, ...], ...]]:
+    """(Magpie table [Z, property], Pauling X [Z], common oxidation states per Z) from matminer, row 0 = padding."""
+    from matminer.utils.data import MagpieData, PymatgenData
+    from pymatgen.core.periodic_table import Element
+
+    magpie = MagpieData(impute_nan=True)
+    table = np.zeros((len(ELEMENTS) + 1, len(MAGPIE_PROPERTIES)))
+    pmg = PymatgenData(impute_nan=True)
+    electroneg = np.zeros(len(ELEMENTS) + 1)
+    oxidation: list[tuple[int, ...]] = [()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for z, symbol in enumerate(ELEMENTS, start=1):
+            table[z] = [magpie.all_elemental_props[p][symbol] for p in MAGPIE_PROPERTIES]
+            element = Element(symbol)
+            electroneg[z] = pmg.get_elemental_property(element, "X")
+            oxidation.append(tuple(int(o) for o in pmg.get_oxidation_states(element)))
+    return table, electroneg, tuple(oxidation)
+
+
+def formula_arrays(formulas: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Padded atomic numbers and amounts (rows × max elements, sorted by Z) and {row: error} for bad formulas."""
+    parsed: list[dict[str, float]] = []
+    errors: dict[int, str] = {}
+    for i, formula in enumerate(formulas):
+        try:
+            parsed.append(parse_formula(formula))
+        except FormulaError as exc:
+            errors[i] = str(exc)
+            parsed.append({})
+    width = max((len(p) for p in parsed), default=1) or 1
+    z = np.zeros((len(parsed), width), dtype=np.int64)
+    amount = np.zeros((len(parsed), width))
+    for i, amounts in enumerate(parsed):
+        pairs = sorted((ATOMIC_NUMBER[el], v) for el, v in amounts.items())
+        for j, (atomic_number, value) in enumerate(pairs):
+            z[i, j], amount[i, j] = atomic_number, value
+    return z, amount, errors
+
+
+def _weighted_mean(values: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    # np.average's arithmetic (sum(w·v) / sum(w)) so results match matminer to the last bits
+    total = amount.sum(axis=1)
+    if values.ndim == 3:
+        return np.einsum("nk,nkp->np", amount, values) / total[:, None]
+    return (amount * values).sum(axis=1) / total
+
+
+def _magpie(z: np.ndarray, amount: np.ndarray, table: np.ndarray) -> np.ndarray:
+    present = amount > 0
+    values = table[z]  # n × k × properties; padding rows are zero and masked below
+    big = np.where(present[..., None], values, np.inf).min(axis=1)
+    small = np.where(present[..., None], values, -np.inf).max(axis=1)
+    mean = _weighted_mean(values, amount)
+    avg_dev = _weighted_mean(np.abs(values - mean[:, None, :]), amount)
+    top = amount.max(axis=1, keepdims=True)
+    most = present & (np.abs(amount - top) <= 1e-8 + 1e-5 * np.abs(top))  # np.isclose(weights, max)
+    mode = np.where(most[..., None], values, np.inf).min(axis=1)
+    stats = np.stack([big, small, small - big, mean, avg_dev, mode], axis=2)  # n × properties × stats
+    return stats.reshape(len(z), -1)
+
+
+def _stoichiometry(amount: np.ndarray) -> np.ndarray:
+    present = amount > 0
+    frac = amount / amount.sum(axis=1, keepdims=True)
+    cols = [present.sum(axis=1).astype(float)]
+    for p in STOICHIOMETRY_P[1:]:
+        cols.append(np.where(present, frac, 0.0).__pow__(p).sum(axis=1) ** (1.0 / p))
+    return np.stack(cols, axis=1)
+
+
+def _valence(z: np.ndarray, amount: np.ndarray, table: np.ndarray) -> np.ndarray:
+    idx = [MAGPIE_PROPERTIES.index(f"N{o}Valence") for o in ORBITALS]
+    avg = np.stack([_weighted_mean(table[z, i], amount) for i in idx], axis=1)
+    total = _weighted_mean(table[z, MAGPIE_PROPERTIES.index("NValence")], amount)
+    return np.concatenate([avg, avg / total[:, None]], axis=1)
+
+
+def _compound_possible(z: np.ndarray, amount: np.ndarray, oxidation: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """Whether some choice of one common oxidation state per element gives zero charge (IonProperty fast=True).
+
+    Rows must all have the same number of elements (one bucket of `composition_features`).
+    """
+    n, width = z.shape
+    possible = np.ones(n, dtype=bool)
+    if width < 2:
+        return possible
+    counts_of = np.array([len(s) for s in oxidation])
+    states = np.zeros((len(oxidation), counts_of.max()))
+    for atomic_number, ox in enumerate(oxidation):
+        states[atomic_number, : len(ox)] = ox
+    counts = counts_of[z]
+    order = np.argsort(-counts, axis=1, kind="stable")  # rows with the same sorted counts share one enumeration
+    z, amount, counts = (np.take_along_axis(x, order, axis=1) for x in (z, amount, counts))
+    shapes, group_of = np.unique(counts, axis=0, return_inverse=True)
+    for g, shape in enumerate(shapes):
+        rows = np.flatnonzero(group_of.ravel() == g)
+        if shape.min() == 0:  # an element without oxidation states: no neutral compound
+            possible[rows] = False
+            continue
+        combos = int(np.prod(shape))
+        if combos > _CHARGE_CHUNK:
+            for row in rows:  # a set of reachable charges stays small where the full product does not
+                sums = {0.0}
+                for j in range(width):
+                    sums = {round(c + amount[row, j] * o, 9) for c in sums for o in oxidation[z[row, j]]}
+                possible[row] = any(abs(c) <= 1e-8 for c in sums)
+            continue
+        step = max(1, (1 << 22) // combos)
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            charge = np.zeros((len(chunk), 1))
+            for j in range(width):
+                term = amount[chunk, j, None] * states[z[chunk, j], : shape[j]]
+                charge = (charge[:, :, None] + term[:, None, :]).reshape(len(chunk), -1)
+            possible[chunk] = (np.abs(charge) <= 1e-8).any(axis=1)  # np.isclose(charge, 0)
+    return possible
+
+
+def _ionic(z: np.ndarray, amount: np.ndarray, electroneg: np.ndarray) -> np.ndarray:
+    present = amount > 0
+    frac = amount / amount.sum(axis=1, keepdims=True)
+    x = electroneg[z]
+    ionic = 1.0 - np.exp(-0.25 * (x[:, :, None] - x[:, None, :]) ** 2)
+    k = z.shape[1]
+    pairs = present[:, :, None] & present[:, None, :] & np.triu(np.ones((k, k), dtype=bool), 1)[None]
+    max_ionic = np.where(pairs, ionic, -np.inf).max(axis=(1, 2))
+    avg_ionic = np.where(pairs, frac[:, :, None] * frac[:, None, :] * ionic, 0.0).sum(axis=(1, 2))
+    single = present.sum(axis=1) < 2
+    max_ionic[single] = 0.0
+    avg_ionic[single] = 0.0
+    return np.stack([max_ionic, avg_ionic], axis=1)
+
+
+def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Feature table (one row per formula, NaN rows for bad ones) and {row position: reason} of bad formulas."""
+    names = feature_names(groups)  # validates the group names
+    table, electroneg, oxidation = elemental_tables()
+    z, amount, errors = formula_arrays(formulas)
+    n_el = (amount > 0).sum(axis=1)
+    values = np.full((len(z), len(names)), np.nan)
+    for width in np.unique(n_el[n_el > 0]):
+        rows = np.flatnonzero(n_el == width)  # one bucket per element count keeps the arrays dense
+        zb, ab = z[rows, :width], amount[rows, :width]
+        blocks = []
+        for group in groups:
+            if group == "magpie":
+                blocks.append(_magpie(zb, ab, table))
+            elif group == "stoichiometry":
+                blocks.append(_stoichiometry(ab))
+            elif group == "valence_orbital":
+                blocks.append(_valence(zb, ab, table))
+            else:
+                blocks.append(np.column_stack([_compound_possible(zb, ab, oxidation), _ionic(zb, ab, electroneg)]))
+        values[rows] = np.concatenate(blocks, axis=1)
+    return pd.DataFrame(values, columns=names), errors

@@ -1,0 +1,82 @@
+"""The featurize stage: structures → feature table, schema (features vs targets) and rejects."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from xtalml.features.composition import GROUPS, composition_features
+from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
+
+ID_COLUMN = "id"
+GROUP_COLUMN = "reduced_formula"
+TARGET_COLUMNS = ("sg_number", "sg_symbol", "crystal_system", "bravais_lattice", "volume", "volume_per_atom")
+META_COLUMNS = ("source", "formula", "reduced_formula", "year", "atoms_in_cell", "e_above_hull")
+# Words that mark a column as derived from the symmetry labels; no feature may carry them.
+LABEL_WORDS = ("space_group", "spacegroup", "sg_", "hall", "hermann", "h-m", "crystal_system", "bravais",
+               "cell_setting", "lattice_type", "int_tables")
+# Magpie's SpaceGroupNumber is the space group of each element's ground-state solid: a property of the
+# elements, the same for every compound containing them, not of this crystal's label.
+ELEMENTAL_EXCEPTIONS = tuple(f"magpie_{s}_SpaceGroupNumber" for s in ("minimum", "maximum", "range", "mean", "avg_dev", "mode"))
+
+
+def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[str] = GROUPS,
+                        geometry: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(features table, schema dict, rejects) from the parse stage's structures table."""
+    rejected = structures["formula_error"].notna()
+    rejects = pd.DataFrame({"id": structures.loc[rejected, "id"], "source": structures.loc[rejected, "source"],
+                            "stage": "featurize", "reason": structures.loc[rejected, "formula_error"].astype(str)})
+    rows = structures.loc[~rejected].reset_index(drop=True)
+    formulas = rows["formula"].astype(str)
+    unique = formulas.drop_duplicates()
+    comp, errors = composition_features(unique.tolist(), composition_groups)  # once per distinct formula
+    comp.index = unique.to_numpy()
+    if errors:  # the parse stage already flags bad formulas; this catches any it let through
+        bad = {unique.iloc[i]: reason for i, reason in errors.items()}
+        extra = rows[formulas.isin(bad)]
+        rejects = pd.concat([rejects, pd.DataFrame({"id": extra["id"], "source": extra["source"], "stage": "featurize",
+                                                    "reason": extra["formula"].map(bad)})])
+        rows = rows[~formulas.isin(bad)].reset_index(drop=True)
+        formulas = rows["formula"].astype(str)
+    comp_rows = comp.loc[formulas.to_numpy()].reset_index(drop=True)
+
+    volume = rows["volume_given"].where(rows["volume_given"] > 0, rows["volume_cell"])
+    table = pd.DataFrame({
+        "id": rows["id"], **{c: rows[c] for c in META_COLUMNS if c in rows and c != "atoms_in_cell"},
+        "atoms_in_cell": rows["atoms_in_cell"],
+        "sg_number": rows["sg_number"], "sg_symbol": rows["sg_symbol"], "crystal_system": rows["crystal_system"],
+        "bravais_lattice": rows["bravais_lattice"], "volume": volume,
+        "volume_per_atom": volume / rows["atoms_in_cell"].where(rows["atoms_in_cell"] > 0),
+    })
+    blocks = [table]
+    geometry_columns: list[str] = []
+    if geometry:
+        geom = geometry_features(rows[["a", "b", "c", "alpha", "beta", "gamma"]])
+        blocks.append(geom)
+        geometry_columns = list(GEOMETRY_FEATURES)
+    blocks.append(comp_rows)
+    features = pd.concat(blocks, axis=1)
+    features = features.replace([np.inf, -np.inf], np.nan)
+    schema = {
+        "id": ID_COLUMN, "group": GROUP_COLUMN,
+        "targets": list(TARGET_COLUMNS), "meta": [c for c in META_COLUMNS if c in features],
+        "features": {"geometry": geometry_columns, "composition": list(comp.columns)},
+    }
+    check_no_label_features(schema)
+    return features, schema, rejects.reset_index(drop=True)
+
+
+def feature_columns(schema: dict, groups: Sequence[str] = ("geometry", "composition")) -> list[str]:
+    """Feature column names of the chosen groups."""
+    return [c for g in groups for c in schema["features"][g]]
+
+
+def check_no_label_features(schema: dict) -> None:
+    """Raise if a feature column is a target or is named after a symmetry label."""
+    features = feature_columns(schema)
+    leaking = [c for c in features if c in schema["targets"]
+               or (c not in ELEMENTAL_EXCEPTIONS and any(w in c.lower() for w in LABEL_WORDS))]
+    if leaking:
+        raise ValueError(f"feature columns derived from the targets: {leaking}")
