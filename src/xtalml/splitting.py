@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 PARTS = ("train", "val", "test")
 
 
 def _one_cut(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of rows held out: about `fraction` of rows, whole groups, stratified where classes allow."""
+    """Boolean mask of rows held out: about `fraction` of rows, whole groups, stratified where classes allow.
+
+    Groups are stratified by their most frequent label; within each stratum they are shuffled and taken by
+    systematic sampling from a random start, so every class gives about `fraction` of its rows and a class
+    with a single group lands in the hold-out with probability `fraction`.
+    """
     if fraction <= 0 or len(labels) == 0:
         return np.zeros(len(labels), dtype=bool)
-    n_splits = max(2, int(round(1 / fraction)))
-    if len(np.unique(groups)) < n_splits:
-        raise ValueError(f"only {len(np.unique(groups))} distinct formulas: too few for a {fraction:.0%} hold-out")
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, held = next(folds.split(np.zeros(len(labels)), labels, groups))
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[held] = True
-    return mask
+    rng = np.random.default_rng(seed)
+    pairs = pd.DataFrame({"g": groups, "y": labels}).value_counts(["g", "y"], sort=False).reset_index(name="n")
+    pairs = pairs.sort_values(["g", "n", "y"], ascending=[True, False, True], kind="stable")
+    size = pairs.groupby("g", sort=False)["n"].transform("sum")
+    per_group = pairs.assign(size=size).drop_duplicates("g")[["g", "y", "size"]]
+    per_group = per_group.iloc[rng.permutation(len(per_group))]
+    by_stratum = per_group.groupby("y", sort=False)["size"]
+    total = by_stratum.transform("sum").to_numpy(float)
+    middle = by_stratum.cumsum().to_numpy(float) - per_group["size"].to_numpy(float) / 2
+    offset = per_group["y"].map(dict(zip(per_group["y"].unique(), rng.uniform(0, 1, per_group["y"].nunique())))).to_numpy(float)
+    chosen = ((middle / total + offset) % 1.0) < fraction
+    return pd.Series(groups).isin(set(per_group["g"].to_numpy()[chosen])).to_numpy()  # hash lookup; np.isin on object arrays is quadratic
 
 
 def grouped_split(table: pd.DataFrame, group: str = "reduced_formula", stratify: str | None = "sg_number",
@@ -32,7 +40,7 @@ def grouped_split(table: pd.DataFrame, group: str = "reduced_formula", stratify:
     test = _one_cut(labels, groups, test_size, seed)
     part[test] = "test"
     rest = np.flatnonzero(~test)
-    val = _one_cut(labels[rest], groups[rest], val_size / (1 - test_size), seed + 1)
+    val = _one_cut(labels[rest], groups[rest], val_size / (1 - test_size), seed + 1) if len(rest) else np.zeros(0, bool)
     part[rest[val]] = "val"
     return pd.Series(part, index=table.index, name="part")
 
