@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from xtalml.config import REPO_ROOT, compose
 from xtalml.sources.wheels import extract_member, fetch_wheel
+
+torch.set_num_threads(1)  # as the train stage does: small networks run fastest on one thread
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 COD_CIFS = SHARED / "cod-cifs"

@@ -13,6 +13,15 @@ import yaml
 
 from xtalml.config import REPO_ROOT, compose
 
+CLASSICAL = ("logistic_regression", "random_forest", "decision_tree", "adaboost", "svm", "knn")
+TORCH = ("mlp_classifier", "mlp_regressor", "wide_deep", "two_stage", "tabnet")
+# The real config, shrunk: few rows, one or two epochs, two folds.
+TINY = ["data.limit=300", "composition_data.limit=3000", "parse.timeout_s=20",
+        *[f"models.{m}.cv_folds=2" for m in CLASSICAL], "models.random_forest.n_estimators=5",
+        "models.adaboost.n_estimators=3", "models.logistic_regression.max_iter=50", "models.svm.max_train_rows=500",
+        *[f"models.{m}.max_epochs=2" for m in TORCH], "models.tabnet.batch_size=128", "models.tabnet.virtual_batch_size=64",
+        *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")]]
+
 
 def _run(cmd, cwd, env):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -35,7 +44,7 @@ def repo(tmp_path_factory):
         metric.unlink()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    params = compose(["data.limit=300", "parse.timeout_s=20"])
+    params = compose(TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], root, env)
     _run(["git", "add", "-A"], root, env)
@@ -59,9 +68,9 @@ def test_dvc_repro_split_end_to_end(repo):
     assert len(schema["features"]["composition"]) == 149 and len(schema["features"]["geometry"]) == 16
     assert json.loads((root / "metrics/split.json").read_text())["overlapping_formulas"] == 0
 
-    again = _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    again = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
     assert "Running stage" not in again
-    assert "up to date" in _run([sys.executable, "-m", "dvc", "status"], root, env)
+    assert "up to date" in _run([sys.executable, "-m", "dvc", "status", "split"], root, env)
 
 
 def test_changing_one_stage_param_reruns_only_downstream(repo):
@@ -76,7 +85,59 @@ def test_changing_one_stage_param_reruns_only_downstream(repo):
 
 def test_dvc_exp_run_composes_hydra_overrides(repo):
     root, env = repo
-    out = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "data.limit=300", "-S", "parse.timeout_s=20",
+    out = _run([sys.executable, "-m", "dvc", "exp", "run", *[a for o in TINY for a in ("-S", o)],
                 "-S", "split.seed=11", "split"], root, env)
     assert yaml.safe_load((root / "params.yaml").read_text())["split"]["seed"] == 11  # composed from conf/ by DVC
     assert "Running stage 'split'" in out and "Running stage 'download'" not in out
+
+
+def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
+    root, env = repo
+    _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    assert "Running stage" not in _run([sys.executable, "-m", "dvc", "repro"], root, env)  # second run: nothing to do
+    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
+    assert len(runs) == 27
+    for run in runs.values():
+        name = f"{run['task']}/{run['model']}"
+        metrics = json.loads((root / "metrics" / f"{name}.json").read_text())
+        predictions = pd.read_parquet(root / "data/predictions" / f"{name}.parquet")
+        assert len(predictions) == metrics["test"]["n"] == metrics["data"]["rows_test"] > 0
+        assert metrics["baselines"], name  # every model has its baselines on the same split
+        assert (root / "models" / f"{name}.pkl").exists()
+        plots = {p.name for p in (root / "plots" / name).iterdir()}
+        assert plots & {"confusion.csv", "parity.csv"}, name
+        if run["model"] in TORCH:
+            assert "loss.csv" in plots, name
+        if run["model"] in CLASSICAL:
+            assert metrics["cv"]["folds"] == 2
+    volume = json.loads((root / "metrics/volume_from_geometry/mlp_regressor.json").read_text())
+    assert volume["baselines"]["analytic_volume"]["mape"] < 1  # the cell formula is exact up to rounding
+    assert "feature_importance.csv" in {p.name for p in (root / "plots/volume_from_geometry/tabnet").iterdir()}
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert {r["task"] for r in runs.values()} <= experiments.keys()
+    logged = client.search_runs([experiments[t] for t in {r["task"] for r in runs.values()}], max_results=1000)
+    assert len(logged) == 27
+    for run in logged:
+        assert run.data.tags["git_commit"] and any(k.startswith("data.") for k in run.data.tags)
+        assert any(k.startswith("test.") for k in run.data.metrics) and any(k.startswith("baseline.") for k in run.data.metrics)
+        assert "model.kind" in run.data.params
+    history = client.get_metric_history(next(r.info.run_id for r in logged if r.info.run_name == "wide_deep"), "val_loss")
+    assert len(history) >= 1 and history[0].step == 0
+
+
+def test_exp_run_on_one_model_param_reruns_only_that_model(repo):
+    root, env = repo
+    out = _run([sys.executable, "-m", "dvc", "exp", "run", *[a for o in TINY for a in ("-S", o)],
+                "-S", "split.seed=11", "-S", "models.knn.n_neighbors=3"], root, env)
+    reran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert reran == {"train@sg_from_geometry--knn", "train@bravais_from_composition--knn", "train@sg_from_composition--knn"}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    knn_runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                  filter_string="attributes.run_name = 'knn'", max_results=100)
+    assert sorted(r.data.params["model.n_neighbors"] for r in knn_runs).count("3") == 3

@@ -8,15 +8,13 @@ import pandas as pd
 PARTS = ("train", "val", "test")
 
 
-def _one_cut(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of rows held out: about `fraction` of rows, whole groups, stratified where classes allow.
+def _group_positions(labels: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row, shared by its group; cutting it at f holds out ~f of every class.
 
-    Groups are stratified by their most frequent label; within each stratum they are shuffled and taken by
-    systematic sampling from a random start, so every class gives about `fraction` of its rows and a class
-    with a single group lands in the hold-out with probability `fraction`.
+    Groups are stratified by their most frequent label; within each stratum they are shuffled and laid
+    end to end (weighted by size) from a random start, so any interval of length f covers about f of the
+    stratum's rows, and a stratum with a single group falls in it with probability f.
     """
-    if fraction <= 0 or len(labels) == 0:
-        return np.zeros(len(labels), dtype=bool)
     rng = np.random.default_rng(seed)
     pairs = pd.DataFrame({"g": groups, "y": labels}).value_counts(["g", "y"], sort=False).reset_index(name="n")
     pairs = pairs.sort_values(["g", "n", "y"], ascending=[True, False, True], kind="stable")
@@ -26,9 +24,23 @@ def _one_cut(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int)
     by_stratum = per_group.groupby("y", sort=False)["size"]
     total = by_stratum.transform("sum").to_numpy(float)
     middle = by_stratum.cumsum().to_numpy(float) - per_group["size"].to_numpy(float) / 2
-    offset = per_group["y"].map(dict(zip(per_group["y"].unique(), rng.uniform(0, 1, per_group["y"].nunique())))).to_numpy(float)
-    chosen = ((middle / total + offset) % 1.0) < fraction
-    return pd.Series(groups).isin(set(per_group["g"].to_numpy()[chosen])).to_numpy()  # hash lookup; np.isin on object arrays is quadratic
+    strata = per_group["y"].unique()
+    offset = per_group["y"].map(dict(zip(strata, rng.uniform(0, 1, len(strata))))).to_numpy(float)
+    position = pd.Series((middle / total + offset) % 1.0, index=per_group["g"].to_numpy())
+    return position.reindex(groups).to_numpy()  # hash lookup; np.isin on object arrays is quadratic
+
+
+def _one_cut(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of rows held out: about `fraction` of rows, whole groups, stratified where classes allow."""
+    if fraction <= 0 or len(labels) == 0:
+        return np.zeros(len(labels), dtype=bool)
+    return _group_positions(labels, groups, seed) < fraction
+
+
+def grouped_kfold(labels, groups, n_folds: int = 5, seed: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, validation rows) for k folds, grouped and stratified like the split."""
+    fold = np.minimum((_group_positions(np.asarray(labels).astype(str), np.asarray(groups).astype(str), seed) * n_folds).astype(int), n_folds - 1)
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_folds)]
 
 
 def grouped_split(table: pd.DataFrame, group: str = "reduced_formula", stratify: str | None = "sg_number",

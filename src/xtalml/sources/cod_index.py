@@ -22,3 +22,18 @@ def read_cod_index(path: Path) -> pd.DataFrame:
     table["sg_number"] = pd.to_numeric(table["sg_number"], errors="coerce").astype("Int64")
     table["e_above_hull"] = pd.to_numeric(table["e_above_hull"], errors="coerce")
     return table
+
+
+def truncate_cod_index(path: Path, limit: int) -> None:
+    """Keep the first `limit` entries (in file order) of an index file, in the same format."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        by_chemsys = json.load(fh)
+    kept: dict[str, list] = {}
+    remaining = int(limit)
+    for chemsys, entries in by_chemsys.items():
+        if remaining <= 0:
+            break
+        kept[chemsys] = entries[:remaining]
+        remaining -= len(kept[chemsys])
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump(kept, fh)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from xtalml.sources.amcsd import write_amcsd_cifs
-from xtalml.sources.cod_index import COD_INDEX_MEMBER
+from xtalml.sources.cod_index import COD_INDEX_MEMBER, truncate_cod_index
 from xtalml.sources.cod_online import CodQuery, download_cifs, search_cod_ids
 from xtalml.sources.local import copy_local_cifs
 from xtalml.sources.manifest import write_manifest
@@ -40,7 +40,10 @@ def download_source(cfg: Mapping[str, Any], raw_dir: Path) -> pd.DataFrame:
         else:
             if cfg["member"] != COD_INDEX_MEMBER:
                 raise ValueError(f"only {COD_INDEX_MEMBER} may be read from the dara-xrd wheel")
-            files = {"cod_index": extract_member(wheel, cfg["member"], raw_dir / Path(cfg["member"]).name)}
+            path = extract_member(wheel, cfg["member"], raw_dir / Path(cfg["member"]).name)
+            if limit is not None:
+                truncate_cod_index(path, limit)
+            files = {"cod_index": path}
     elif name == "cod":
         query = CodQuery(elements=list(cfg.get("elements") or []),
                          exclude_elements=list(cfg.get("exclude_elements") or []),

@@ -1,0 +1,58 @@
+"""Classification and regression metrics, computed on held-out rows, in real units (Å³ for volumes)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def scores_of(model, X) -> np.ndarray | None:
+    """Class scores for ranking: probabilities where the model has them, else decision values."""
+    if hasattr(model, "predict_proba"):
+        try:
+            return np.asarray(model.predict_proba(X))
+        except AttributeError:  # e.g. SVC without probability=True
+            pass
+    if hasattr(model, "decision_function"):
+        scores = np.asarray(model.decision_function(X))
+        return scores if scores.ndim == 2 else None
+    return None
+
+
+def top_k(y_true: np.ndarray, scores: np.ndarray, classes: Sequence, k: int) -> float:
+    """Share of rows whose true class is among the k best-scored classes (unknown classes count as misses)."""
+    classes = np.asarray(classes)
+    if k >= len(classes):
+        return float(np.isin(y_true, classes).mean())
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((classes[best] == np.asarray(y_true)[:, None]).any(axis=1).mean())
+
+
+def classification_metrics(y_true, y_pred, scores: np.ndarray | None = None, classes: Sequence | None = None,
+                           per_class: bool = True) -> dict:
+    """Accuracy, top-3/5, balanced accuracy, weighted and macro precision/recall/F1, per-class report."""
+    y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
+    out = {"accuracy": float(skm.accuracy_score(y_true, y_pred)),
+           "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)), "n": int(len(y_true))}
+    for average in ("weighted", "macro"):
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+        out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
+    if scores is not None and classes is not None:
+        for k in (3, 5):
+            out[f"top{k}_accuracy"] = top_k(y_true, scores, np.asarray(classes).astype(str), k)
+    if per_class:
+        out["per_class"] = {c: {k: float(v) for k, v in row.items()} for c, row in skm.classification_report(
+            y_true, y_pred, output_dict=True, zero_division=0).items() if isinstance(row, dict) and c not in (
+            "macro avg", "weighted avg")}
+    return out
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """MAE, RMSE, R² and MAPE (%) in the target's own units."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
+            "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+            "r2": float(skm.r2_score(y_true, y_pred)),
+            "mape": float(np.mean(np.abs((y_pred - y_true) / y_true)) * 100), "n": int(len(y_true))}

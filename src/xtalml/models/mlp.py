@@ -1,0 +1,98 @@
+"""Small MLPs: inputs → hidden layers → classes (or one output), the earlier thesis work's architecture."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from torch import nn
+
+from xtalml.models.torch_base import TorchEstimator
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float, batch_norm: bool = False) -> nn.Sequential:
+    """Linear → (BatchNorm) → ReLU → (Dropout) blocks, then a linear head."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width)] + ([nn.BatchNorm1d(width)] if batch_norm else []) + [nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        n_in = width
+    layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class MLPClassifier(ClassifierMixin, TorchEstimator):
+    """MLP classifier with cross-entropy, early stopping on validation loss."""
+
+    def __init__(self, hidden: Sequence[int] = (64, 32), dropout: float = 0.3, lr: float = 1e-3, batch_size: int = 64,
+                 max_epochs: int = 200, patience: int = 15, min_delta: float = 1e-4, optimizer: str = "adam",
+                 weight_decay: float = 0.0, batch_norm: bool = False, seed: int = 42, device: str = "auto"):
+        self.hidden, self.dropout, self.lr, self.batch_size = hidden, dropout, lr, batch_size
+        self.max_epochs, self.patience, self.min_delta, self.optimizer = max_epochs, patience, min_delta, optimizer
+        self.weight_decay, self.batch_norm, self.seed, self.device = weight_decay, batch_norm, seed, device
+
+    def _build(self, n_features: int) -> nn.Module:
+        return mlp(n_features, self.hidden, len(self.classes_), self.dropout, self.batch_norm)
+
+    def _loss(self):
+        return nn.CrossEntropyLoss()
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        self.encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.encoder_.classes_
+        y_val_enc = None
+        if X_val is not None:
+            known = np.isin(y_val, self.classes_)  # validation classes unseen in training cannot be scored
+            X_val, y_val_enc = np.asarray(X_val)[known], self.encoder_.transform(np.asarray(y_val)[known])
+        self._fit_tensors(np.asarray(X), self.encoder_.transform(y), X_val, y_val_enc, torch.long)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        return torch.softmax(self._raw_output(np.asarray(X)), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class MLPRegressor(RegressorMixin, TorchEstimator):
+    """MLP regressor on a transformed target (log by default), MSE loss, early stopping; predicts in target units."""
+
+    def __init__(self, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, lr: float = 1e-3, batch_size: int = 64,
+                 max_epochs: int = 300, patience: int = 15, min_delta: float = 1e-4, optimizer: str = "adam",
+                 weight_decay: float = 0.0, target_transform: str = "log", seed: int = 42, device: str = "auto"):
+        self.hidden, self.dropout, self.lr, self.batch_size = hidden, dropout, lr, batch_size
+        self.max_epochs, self.patience, self.min_delta, self.optimizer = max_epochs, patience, min_delta, optimizer
+        self.weight_decay, self.target_transform, self.seed, self.device = weight_decay, target_transform, seed, device
+
+    def _build(self, n_features: int) -> nn.Module:
+        return mlp(n_features, self.hidden, 1, self.dropout)
+
+    def _loss(self):
+        return nn.MSELoss()
+
+    def _forward(self, module, x):
+        return module(x).squeeze(1)
+
+    def _encode(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=float)
+        z = {"log": np.log, "log1p": np.log1p, "none": lambda v: v}[self.target_transform](y)
+        return (z - self.y_mean_) / self.y_std_
+
+    def _decode(self, z) -> np.ndarray:
+        z = np.asarray(z, dtype=float) * self.y_std_ + self.y_mean_
+        return {"log": np.exp, "log1p": np.expm1, "none": lambda v: v}[self.target_transform](z)
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        if self.target_transform not in ("log", "log1p", "none"):
+            raise ValueError(f"target_transform={self.target_transform!r}: choose log, log1p or none")
+        raw = {"log": np.log, "log1p": np.log1p, "none": lambda v: v}[self.target_transform](np.asarray(y, float))
+        self.y_mean_, self.y_std_ = float(raw.mean()), float(raw.std() or 1.0)
+        self._fit_tensors(np.asarray(X), self._encode(y), X_val, None if y_val is None else self._encode(y_val), torch.float32)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self._decode(self._raw_output(np.asarray(X)).numpy())

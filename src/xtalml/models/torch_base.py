@@ -1,0 +1,125 @@
+"""A torch training loop behind the scikit-learn estimator interface (seeded, early stopping, per-epoch history)."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """'auto' → the GPU when one is present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU runs are then repeatable bit for bit)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam, AdamW, RMSprop or SGD by name."""
+    table = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
+    if name.lower() not in table:
+        raise ValueError(f"optimizer {name!r} is not one of {', '.join(table)}")
+    return table[name.lower()](params, lr=lr, weight_decay=weight_decay)
+
+
+class TorchEstimator(BaseEstimator):
+    """Base for torch models: subclasses build the network, the loss and the target encoding."""
+
+    max_epochs: int
+    batch_size: int
+    patience: int
+    min_delta: float
+    seed: int
+    device: str
+
+    def _build(self, n_features: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self) -> Callable:
+        raise NotImplementedError
+
+    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        return make_optimizer(getattr(self, "optimizer", "adam"), module.parameters(), self.lr, getattr(self, "weight_decay", 0.0))
+
+    def _scheduler(self, optimizer):
+        return None
+
+    def _forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return module(x)
+
+    def _fit_tensors(self, X, y, X_val, y_val, y_dtype) -> None:
+        seed_everything(self.seed)
+        self.device_ = pick_device(self.device)
+        self.scaler_ = StandardScaler().fit(X)  # fitted on the training rows only
+        x = torch.tensor(self.scaler_.transform(X), dtype=torch.float32)
+        t = torch.tensor(y, dtype=y_dtype)
+        if X_val is None:  # no validation set given: hold out 10% of the training rows
+            order = np.random.default_rng(self.seed).permutation(len(x))
+            cut = max(1, len(x) // 10)
+            x, xv, t, tv = x[order[cut:]], x[order[:cut]], t[order[cut:]], t[order[:cut]]
+        else:
+            xv = torch.tensor(self.scaler_.transform(X_val), dtype=torch.float32)
+            tv = torch.tensor(y_val, dtype=y_dtype)
+        module = self._build(x.shape[1]).to(self.device_)
+        optimizer = self._optimizer(module)
+        scheduler = self._scheduler(optimizer)
+        loss_fn = self._loss()
+        generator = torch.Generator().manual_seed(self.seed)
+        best, best_state, waited = np.inf, None, 0
+        self.history_: list[dict[str, float]] = []
+        for epoch in range(self.max_epochs):
+            module.train()
+            total, seen = 0.0, 0
+            for idx in torch.randperm(len(x), generator=generator).split(self.batch_size):
+                if len(idx) < 2:
+                    continue  # BatchNorm cannot train on a single row
+                xb, tb = x[idx].to(self.device_), t[idx].to(self.device_)
+                optimizer.zero_grad()
+                loss = loss_fn(self._forward(module, xb), tb)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+            if scheduler is not None:
+                scheduler.step()
+            val_loss = self._evaluate(module, xv, tv, loss_fn)
+            self.history_.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss})
+            if val_loss < best - self.min_delta:
+                best, best_state, waited = val_loss, copy.deepcopy(module.state_dict()), 0
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        self.module_ = module.cpu().eval()
+        self.device_ = torch.device("cpu")
+        self.best_epoch_ = int(np.argmin([h["val_loss"] for h in self.history_]))
+
+    @torch.no_grad()
+    def _evaluate(self, module, x, t, loss_fn) -> float:
+        module.eval()
+        total = 0.0
+        for start in range(0, len(x), 4096):
+            xb, tb = x[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_)
+            total += float(loss_fn(self._forward(module, xb), tb)) * len(xb)
+        return total / max(len(x), 1)
+
+    @torch.no_grad()
+    def _raw_output(self, X) -> torch.Tensor:
+        self.module_.eval()
+        x = torch.tensor(self.scaler_.transform(X), dtype=torch.float32)
+        return torch.cat([self._forward(self.module_, x[s:s + 8192]) for s in range(0, len(x), 8192)])

@@ -1,0 +1,128 @@
+"""Train one model on one task: cross-validation, fit, test metrics next to baselines, files, MLflow run."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
+from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of
+from xtalml.models.registry import CLASSICAL, build_model
+from xtalml.splitting import grouped_kfold
+from xtalml.tasks import TaskData, load_task
+from xtalml.tracking import file_digest, flatten, git_commit, log_run, numeric_metrics
+
+ACCEPTS_VALIDATION = ("mlp_classifier", "mlp_regressor", "wide_deep", "tabnet", "two_stage")
+
+
+def _subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
+    rows = np.arange(n)
+    if limit and n > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(n, int(limit), replace=False))
+    return rows
+
+
+def cross_validate(model, task: TaskData, folds: int, max_rows: int | None, seed: int) -> dict[str, Any]:
+    """Accuracy per fold of a grouped, stratified k-fold over the training rows (optionally a subsample)."""
+    rows = _subsample(len(task.y["train"]), max_rows, seed)
+    X, y = task.X["train"][rows], task.y["train"][rows]
+    groups = task.frames["train"]["reduced_formula"].to_numpy()[rows]
+    scores = []
+    for train_idx, val_idx in grouped_kfold(y, groups, folds, seed):
+        fitted = clone(model).fit(X[train_idx], y[train_idx])
+        scores.append(float((fitted.predict(X[val_idx]).astype(str) == y[val_idx].astype(str)).mean()))
+    return {"folds": folds, "rows": int(len(rows)), "accuracy_mean": float(np.mean(scores)),
+            "accuracy_std": float(np.std(scores)), "accuracy_per_fold": scores}
+
+
+def baselines_for(task: TaskData, seed: int) -> dict[str, Any]:
+    """Baselines on the same split as the model."""
+    if task.kind == "classification":
+        return classifier_baselines(task.y["train"], task.y["test"], seed)
+    test, train = task.frames["test"], task.frames["train"]
+    if task.target == "volume" and "geom_volume_analytic" in test:
+        return analytic_volume_baseline(test["geom_volume_analytic"], task.y["test"])
+    if "magpie_mean_GSvolume_pa" in test:
+        return elemental_volume_baseline(train["magpie_mean_GSvolume_pa"], task.y["train"],
+                                         test["magpie_mean_GSvolume_pa"], task.y["test"])
+    return {}
+
+
+def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
+                 seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
+    """Everything one `train` stage does; returns the metrics written to out['metrics']."""
+    task = load_task(task_name, task_cfg, root)
+    model = build_model(model_name, model_cfg, seed, task.feature_names)
+    result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
+    if model_name in CLASSICAL and model_cfg.get("cv_folds"):
+        result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
+    rows = _subsample(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
+    if len(rows) < len(task.y["train"]):
+        result["data"]["model_trained_on_rows"] = int(len(rows))
+    started = time.perf_counter()
+    if model_name in ACCEPTS_VALIDATION:
+        model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"], task.y["val"])
+    else:
+        model.fit(task.X["train"][rows], task.y["train"][rows])
+    result["train_seconds"] = round(time.perf_counter() - started, 3)
+    predicted = model.predict(task.X["test"])
+    frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
+    if task.kind == "classification":
+        scores = scores_of(model, task.X["test"])
+        result["test"] = classification_metrics(task.y["test"], predicted, scores, getattr(model, "classes_", None))
+        if hasattr(model, "predict_lattice_proba"):
+            from xtalml.models.two_stage import lattice_of
+            lattice = model.lattice_model_.classes_[model.predict_lattice_proba(task.X["test"]).argmax(axis=1)]
+            truth = np.array([lattice_of(v) for v in task.y["test"].astype(str)])
+            result["test"]["stage1_bravais_accuracy"] = float((lattice == truth).mean())
+    else:
+        result["test"] = regression_metrics(task.y["test"], predicted)
+    result["baselines"] = baselines_for(task, seed)
+    _write_outputs(model, task, result, frame, out)
+    _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out, tracking_uri)
+    return result
+
+
+def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out: Mapping[str, Path]) -> None:
+    for path in out.values():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    plots = Path(out["plots"])
+    plots.mkdir(parents=True, exist_ok=True)
+    frame.astype({"true": str, "predicted": str} if task.kind == "classification" else {}).to_parquet(out["predictions"], index=False)
+    if task.kind == "classification":
+        frame[["true", "predicted"]].astype(str).rename(columns={"true": "actual"}).to_csv(plots / "confusion.csv", index=False)
+    else:
+        frame[["true", "predicted"]].to_csv(plots / "parity.csv", index=False)
+    history = getattr(model, "history_", None)
+    if history:
+        pd.DataFrame(history).to_csv(plots / "loss.csv", index=False)
+    if hasattr(model, "feature_importances_") and not hasattr(model, "steps"):
+        pd.DataFrame({"feature": task.feature_names, "importance": model.feature_importances_}).sort_values(
+            "importance", ascending=False).to_csv(plots / "feature_importance.csv", index=False)
+    with open(out["model"], "wb") as fh:
+        pickle.dump({"model": model, "feature_names": task.feature_names, "task": task.name, "target": task.target}, fh)
+    Path(out["metrics"]).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, result, out, tracking_uri) -> None:
+    metrics = numeric_metrics(result["test"], "test.") | numeric_metrics(result.get("cv", {}), "cv.")
+    for name, values in result["baselines"].items():
+        metrics |= numeric_metrics(values, f"baseline.{name}.")
+    metrics["train_seconds"] = result["train_seconds"]
+    tags = {"git_commit": git_commit(), "task": task_name, "model": model_name,
+            **{f"data.{Path(p).name}": file_digest(Path(p)) for p in task.inputs}}
+    params = flatten({"task": dict(task_cfg), "model": dict(model_cfg), "seed": seed})
+    log_run(task_name, model_name, params, metrics, _history(out), tags,
+            [Path(out["metrics"]), Path(out["model"]), Path(out["plots"])], tracking_uri)
+
+
+def _history(out) -> list[dict]:
+    path = Path(out["plots"]) / "loss.csv"
+    return pd.read_csv(path).to_dict("records") if path.exists() else []
