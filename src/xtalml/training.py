@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -19,6 +19,7 @@ from xtalml.splitting import grouped_kfold
 from xtalml.tasks import TaskData, load_task
 from xtalml.tracking import file_digest, flatten, git_commit, log_run, numeric_metrics
 
+MAX_MODEL_ARTIFACT_BYTES = 200 * 1024 * 1024
 ACCEPTS_VALIDATION = ("mlp_classifier", "mlp_regressor", "wide_deep", "tabnet", "two_stage")
 
 
@@ -106,8 +107,8 @@ def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out
     if hasattr(model, "feature_importances_") and not hasattr(model, "steps"):
         pd.DataFrame({"feature": task.feature_names, "importance": model.feature_importances_}).sort_values(
             "importance", ascending=False).to_csv(plots / "feature_importance.csv", index=False)
-    with open(out["model"], "wb") as fh:
-        pickle.dump({"model": model, "feature_names": task.feature_names, "task": task.name, "target": task.target}, fh)
+    joblib.dump({"model": model, "feature_names": task.feature_names, "task": task.name, "target": task.target},
+                out["model"], compress=3)
     Path(out["metrics"]).write_text(json.dumps(result, indent=2) + "\n")
 
 
@@ -119,8 +120,12 @@ def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, res
     tags = {"git_commit": git_commit(), "task": task_name, "model": model_name,
             **{f"data.{Path(p).name}": file_digest(Path(p)) for p in task.inputs}}
     params = flatten({"task": dict(task_cfg), "model": dict(model_cfg), "seed": seed})
-    log_run(task_name, model_name, params, metrics, _history(out), tags,
-            [Path(out["metrics"]), Path(out["model"]), Path(out["plots"])], tracking_uri)
+    artifacts = [Path(out["metrics"]), Path(out["plots"])]
+    if Path(out["model"]).stat().st_size <= MAX_MODEL_ARTIFACT_BYTES:
+        artifacts.append(Path(out["model"]))
+    else:  # large models stay in DVC's cache; the run records where
+        tags["model_path"] = str(out["model"])
+    log_run(task_name, model_name, params, metrics, _history(out), tags, artifacts, tracking_uri)
 
 
 def _history(out) -> list[dict]:
