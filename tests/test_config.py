@@ -16,8 +16,21 @@ def test_every_data_source_composes(source):
 
 def test_dvc_stages_list_only_their_own_params():
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    assert {name: stage["params"] for name, stage in stages.items()} == {
-        "download": ["data"], "parse": ["parse"], "featurize": ["featurize"], "split": ["split"]}
+    assert {name: stage["params"] for name, stage in stages.items() if name != "train"} == {
+        "download": ["data"], "parse": ["parse"], "featurize": ["featurize"], "split": ["split"],
+        "composition_table": ["composition_data", "composition_table", "parse", "featurize", "split"]}
+    train = stages["train"]["do"]
+    assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
+    assert {"${item.features}", "${item.split}"} <= set(train["deps"])
+
+
+def test_every_run_names_a_configured_task_model_and_its_table():
+    params = load_params(REPO_ROOT / "params.yaml")
+    for key, run in params["train"]["runs"].items():
+        assert key == f"{run['task']}--{run['model']}"
+        assert run["task"] in params["tasks"] and run["model"] in params["models"]
+        table = "data/composition" if params["tasks"][run["task"]]["table"] == "composition" else "data/processed"
+        assert run["features"] == f"{table}/features.parquet" and run["split"] == f"{table}/split.parquet"
 
 
 def test_config_errors_name_the_problem(tmp_path):

@@ -141,3 +141,26 @@ def test_exp_run_on_one_model_param_reruns_only_that_model(repo):
     knn_runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                                   filter_string="attributes.run_name = 'knn'", max_results=100)
     assert sorted(r.data.params["model.n_neighbors"] for r in knn_runs).count("3") == 3
+
+
+def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch):
+    """sklearn models exactly, torch models within 1e-6, on the tables the tiny pipeline wrote."""
+    from xtalml.training import run_training
+    from xtalml.tracking import numeric_metrics
+
+    root, _ = repo
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact folder (./mlruns) lands in the tmp dir
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    pairs = [("sg_from_composition", "random_forest"), ("sg_from_geometry", "knn"), ("sg_from_composition", "two_stage"),
+             ("volume_from_geometry", "wide_deep"), ("volume_per_atom_from_composition", "tabnet")]
+    for task, model in pairs:
+        results = []
+        for attempt in range(2):
+            out = {k: tmp_path / f"{attempt}" / task / model / name for k, name in (
+                ("metrics", "m.json"), ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}
+            result = run_training(task, params["tasks"][task], model, params["models"][model], 42, out, root,
+                                  tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+            results.append(numeric_metrics(result["test"]))
+        tolerance = 0 if model in CLASSICAL else 1e-6
+        for key, value in results[0].items():
+            assert abs(value - results[1][key]) <= tolerance, (task, model, key)
