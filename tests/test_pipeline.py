@@ -164,3 +164,30 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch):
         tolerance = 0 if model in CLASSICAL else 1e-6
         for key, value in results[0].items():
             assert abs(value - results[1][key]) <= tolerance, (task, model, key)
+
+
+def test_predict_answers_good_inputs_and_names_bad_ones(repo, tmp_path):
+    root, env = repo
+    listing = tmp_path / "formulas.csv"
+    listing.write_text("formula,note\nNaCl,salt\nFe2O3,hematite\n")
+    cif = REPO_ROOT.parent / "shared" / "data" / "cod-cifs" / "1569774.cif"
+    cmd = [sys.executable, "-m", "xtalml.cli", "predict", "SiO2", "Xx2O", str(listing), str(cif),
+           str(tmp_path / "missing.cif"), "--format", "json"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # bad inputs make the exit code non-zero ...
+    result = json.loads(proc.stdout)
+    answered = {a["input"]: a for a in result["predictions"]}
+    assert set(answered) == {"SiO2", "NaCl", "Fe2O3", str(cif)}  # ... and the good ones are still answered
+    for answer in answered.values():
+        assert len(answer["bravais_top3"]) == 3 and len(answer["space_group_top5"]) == 5
+        assert abs(sum(e["p"] for e in answer["space_group_top5"])) <= 1.0001 and answer["volume_per_atom"] > 0
+    assert answered[str(cif)]["cell_volume"] > 0
+    assert "unknown element 'Xx'" in result["errors"]["Xx2O"]
+    assert result["errors"][str(tmp_path / "missing.cif")] == "CIF file not found"
+
+    table = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--format", "csv"], cwd=root,
+                           env=env, capture_output=True, text=True)
+    assert table.returncode == 0 and table.stdout.startswith("input,formula,bravais_1")
+    missing = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--models", str(tmp_path)],
+                             cwd=root, env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and "is missing: run `dvc repro train@" in missing.stderr
