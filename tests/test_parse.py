@@ -4,7 +4,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from pymatgen.core import Composition
 from pymatgen.io.cif import CifParser

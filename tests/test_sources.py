@@ -3,7 +3,6 @@ import tarfile
 import warnings
 
 import gemmi
-import pandas as pd
 import pytest
 from pymatgen.io.cif import CifParser
 

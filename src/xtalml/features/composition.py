@@ -6,7 +6,6 @@ ValenceOrbital(), IonProperty(fast=True)); the elemental tables are read from ma
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from functools import lru_cache
 from typing import Sequence
