@@ -19,7 +19,8 @@ def test_dvc_stages_list_only_their_own_params():
     assert {name: stage["params"] for name, stage in stages.items() if name != "train"} == {
         "download": ["data"], "parse": ["parse"], "featurize": ["featurize"], "split": ["split"],
         "composition_table": ["composition_data", "composition_table", "parse", "featurize", "split"],
-        "leakage_audit": ["leakage_audit", "models.random_forest"]}
+        "leakage_audit": ["leakage_audit", "models.random_forest"],
+        "conformal": ["conformal", "tasks.${conformal.task}"], "report": ["report", "tasks"]}
     train = stages["train"]["do"]
     assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
     assert {"${item.features}", "${item.split}"} <= set(train["deps"])

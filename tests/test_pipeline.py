@@ -129,12 +129,85 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     assert len(history) >= 1 and history[0].step == 0
 
 
+def _report_tables(text: str) -> dict[str, pd.DataFrame]:
+    """The first Markdown table under each '### <task>' heading of the report."""
+    tables, task, rows = {}, None, []
+    for line in text.splitlines() + [""]:
+        if line.startswith("### "):
+            task, rows = line[4:].strip(), []
+        elif task and line.startswith("|") and task not in tables:
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif task and rows and task not in tables:
+            tables[task] = pd.DataFrame(rows[2:], columns=rows[0])
+    return tables
+
+
+def test_report_numbers_trace_to_metrics_files(repo):
+    from xtalml.evaluation.report import fmt
+
+    root, _ = repo
+    text = (root / "reports" / "report.md").read_text()
+    for heading in ("## Data", "## Results per task", "## Beside published figures", "## Leakage audit",
+                    "## Calibrated prediction sets"):
+        assert heading in text
+    for image in [line.split("(")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]:
+        assert (root / "reports" / image).stat().st_size > 1000, image
+    figures = {p.name for p in (root / "reports" / "figures").iterdir()}
+    for name in ("sg_from_composition_confusion.png", "volume_from_geometry_parity.png", "top_k_accuracy.png",
+                 "sg_from_geometry_accuracy_by_group.png", "volume_from_geometry_tabnet_importance.png",
+                 "sg_from_composition_learning_curves.png", "class_distribution.png"):
+        assert name in figures
+    tables = _report_tables(text)
+    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
+    assert set(tables) >= {r["task"] for r in runs.values()}
+    for run in runs.values():
+        metrics = json.loads((root / "metrics" / run["task"] / f"{run['model']}.json").read_text())
+        row = tables[run["task"]].set_index("model").loc[run["model"]]
+        key, column = ("accuracy", "accuracy") if "accuracy" in metrics["test"] else ("mae", "MAE")
+        assert row[column] == fmt(metrics["test"][key]), (run, row[column])
+        for name, baseline in metrics["baselines"].items():
+            assert tables[run["task"]].set_index("model").loc[f"baseline: {name.replace('_', ' ')}", column] == fmt(baseline[key])
+    conformal = json.loads((root / "metrics" / "conformal.json").read_text())
+    assert fmt(conformal["sets"]["0.9"]["coverage"]) in text
+    assert conformal["calibration_rows"] > 0 and (root / "models/conformal/sg_from_composition.json").exists()
+
+
+def test_predict_returns_conformal_sets_and_uses_mlflow_runs(repo):
+    from mlflow.tracking import MlflowClient
+
+    root, env = repo
+    cmd = [sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "Fe2O3", "--coverage", "0.9", "--format", "json"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for answer in json.loads(proc.stdout)["predictions"]:
+        groups = answer["space_group_set"]["groups"]
+        assert groups and groups[0]["number"] == answer["space_group_top5"][0]["number"]
+        assert [g["p"] for g in groups] == sorted((g["p"] for g in groups), reverse=True)
+    wide = subprocess.run(cmd[:-4] + ["--coverage", "0.99", "--format", "json"], cwd=root, env=env, capture_output=True, text=True)
+    assert len(json.loads(wide.stdout)["predictions"][0]["space_group_set"]["groups"]) >= len(
+        json.loads(proc.stdout)["predictions"][0]["space_group_set"]["groups"])
+    other = subprocess.run(cmd + ["--sg-from-composition", "knn"], cwd=root, env=env, capture_output=True, text=True)
+    assert other.returncode == 2 and "calibration is for random_forest" in other.stderr
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("sg_from_composition").experiment_id
+    run = client.search_runs([experiment], "attributes.run_name = 'knn'", max_results=1)[0]
+    proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--format", "json", "--mlflow-run",
+                           run.info.run_id], cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["predictions"][0]["space_group_top5"]
+    bad = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--mlflow-run", "0" * 32], cwd=root,
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "not found" in bad.stderr
+
+
 def test_exp_run_on_one_model_param_reruns_only_that_model(repo):
     root, env = repo
     out = _run([sys.executable, "-m", "dvc", "exp", "run", *[a for o in TINY for a in ("-S", o)],
                 "-S", "split.seed=11", "-S", "models.knn.n_neighbors=3"], root, env)
     reran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert reran == {"train@sg_from_geometry--knn", "train@bravais_from_composition--knn", "train@sg_from_composition--knn"}
+    assert reran == {"train@sg_from_geometry--knn", "train@bravais_from_composition--knn", "train@sg_from_composition--knn",
+                     "report"}  # the report reads every metrics file, so it is rewritten too
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

@@ -7,7 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
+
+
+def _coverage(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"coverage must lie strictly between 0 and 1, got {text}")
+    return value
 
 
 def _read_inputs(items: list[str]) -> tuple[list[str], list[Path], dict[str, str]]:
@@ -37,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", help="formulas, .txt/.csv files of formulas (first column), or .cif files")
     p.add_argument("--models", type=Path, default=Path("models"), help="folder that `dvc repro` wrote (default: models)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--coverage", type=_coverage, metavar="C",
+                   help="also return the split-conformal set of space groups that holds the true one with frequency C (e.g. 0.9)")
+    p.add_argument("--mlflow-run", action="append", default=[], metavar="RUN_ID",
+                   help="use this MLflow run's logged model for its task instead of the file under --models (repeatable)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for --mlflow-run (default sqlite:///mlflow.db)")
     for task, model in DEFAULT_MODELS.items():
         p.add_argument(f"--{task.replace('_', '-')}", default=model, metavar="MODEL", help=f"model for {task} (default {model})")
     args = parser.parse_args(argv)
@@ -44,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     formulas, cifs, errors = _read_inputs(args.inputs)
     choice = {task: getattr(args, task) for task in DEFAULT_MODELS}
     try:
-        predictor = load_predictor(args.models, choice)
-    except FileNotFoundError as exc:
+        predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri)
+        if args.coverage is not None:  # fail before any work when the sets cannot be made
+            from xtalml.predict import space_group_sets
+            space_group_sets(predictor, np.ones((1, 1)), np.array(["1"]), args.coverage)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"xtalml predict: {exc}", file=sys.stderr)
         return 2
-    answers, formula_errors = predict_formulas(predictor, formulas)
-    cif_answers, cif_errors = predict_cifs(predictor, cifs)
+    answers, formula_errors = predict_formulas(predictor, formulas, args.coverage)
+    cif_answers, cif_errors = predict_cifs(predictor, cifs, args.coverage)
     answers += cif_answers
     errors |= formula_errors | cif_errors
     if args.format == "json":

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from xtalml.cif.parse import parse_cif
 from xtalml.cif.symmetry import space_group_info
+from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
 from xtalml.features.composition import composition_features
 from xtalml.features.geometry import analytic_volume
 
@@ -24,21 +26,74 @@ class Predictor:
     """The fitted models for each question, loaded once for a whole batch."""
 
     bundles: dict[str, dict[str, Any]]
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _proba(self, task: str, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model = self.bundles[task]["model"]
         return model.predict_proba(X), np.asarray(model.classes_).astype(str)
 
 
-def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] | None = None) -> Predictor:
-    """Load models/<task>/<model>.pkl for each task (raises FileNotFoundError naming the missing file)."""
-    bundles = {}
-    for task, model in (choice or DEFAULT_MODELS).items():
+def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] | None = None,
+                   mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None) -> Predictor:
+    """Load models/<task>/<model>.pkl for each task, or a logged MLflow run's model in place of its task's file."""
+    bundles, names = {}, dict(choice or DEFAULT_MODELS)
+    for run_id in mlflow_runs:
+        task, model, bundle = _bundle_from_mlflow(run_id, tracking_uri)
+        bundles[task], names[task] = bundle, model
+    for task, model in names.items():
+        if task in bundles:
+            continue
         path = Path(models_dir) / task / f"{model}.pkl"
         if not path.exists():
             raise FileNotFoundError(f"model file {path} is missing: run `dvc repro train@{task}--{model}` first")
         bundles[task] = joblib.load(path)
-    return Predictor(bundles)
+    for task, model in names.items():
+        bundles[task]["name"] = model
+    calibration = {}
+    for path in sorted((Path(models_dir) / "conformal").glob("*.json")):
+        cal = json.loads(path.read_text())
+        calibration[cal["task"]] = cal
+    return Predictor(bundles, calibration)
+
+
+def _bundle_from_mlflow(run_id: str, tracking_uri: str | None) -> tuple[str, str, dict[str, Any]]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from xtalml.tracking import DEFAULT_TRACKING_URI
+
+    client = mlflow.MlflowClient(tracking_uri or DEFAULT_TRACKING_URI)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise FileNotFoundError(f"MLflow run {run_id} not found in {tracking_uri or DEFAULT_TRACKING_URI}") from exc
+    task, model = run.data.tags.get("task"), run.data.tags.get("model")
+    if task not in DEFAULT_MODELS:
+        raise FileNotFoundError(f"MLflow run {run_id} is a {task!r} run; predict uses runs of {', '.join(DEFAULT_MODELS)}")
+    try:
+        path = client.download_artifacts(run_id, f"{model}.pkl")
+    except (MlflowException, OSError) as exc:
+        raise FileNotFoundError(f"MLflow run {run_id} has no {model}.pkl artifact "
+                                f"(models over 200 MB stay in DVC's cache; tag model_path names them)") from exc
+    return task, model, joblib.load(path)
+
+
+def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarray, coverage: float) -> list[list[dict]]:
+    """Split-conformal space-group sets at the given coverage, most probable group first."""
+    task = "sg_from_composition"
+    cal = predictor.calibration.get(task)
+    if cal is None:
+        raise FileNotFoundError("no conformal calibration (models/conformal/sg_from_composition.json): "
+                                "run `dvc repro conformal` first")
+    if cal["model"] != predictor.bundles[task].get("name"):
+        raise ValueError(f"the conformal calibration is for {cal['model']}, but space groups come from "
+                         f"{predictor.bundles[task].get('name')}: use --sg-from-composition {cal['model']}")
+    mask = prediction_sets(proba, conformal_threshold(cal["scores"], coverage))
+    sets = []
+    for row, keep in zip(proba, mask):
+        idx = np.flatnonzero(keep)
+        sets.append([_sg_entry(classes[j], row[j]) for j in idx[np.argsort(-row[idx], kind="stable")]])
+    return sets
 
 
 def _sg_entry(label: str, p: float) -> dict[str, Any]:
@@ -47,8 +102,9 @@ def _sg_entry(label: str, p: float) -> dict[str, Any]:
     return {"number": None, "symbol": label, "p": round(float(p), 4)}
 
 
-def predict_formulas(predictor: Predictor, formulas: Sequence[str]) -> tuple[list[dict], dict[str, str]]:
-    """One answer per good formula (in input order) and {formula: problem} for the others."""
+def predict_formulas(predictor: Predictor, formulas: Sequence[str],
+                     coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
+    """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
     features, errors = composition_features(list(formulas))
     good = [i for i in range(len(formulas)) if i not in errors]
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]
@@ -62,6 +118,9 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str]) -> tuple[lis
                 for answer, row, idx in zip(answers, proba, best):
                     answer[key] = ([{"lattice": classes[j], "p": round(float(row[j]), 4)} for j in idx]
                                    if key == "bravais_top3" else [_sg_entry(classes[j], row[j]) for j in idx])
+                if key == "space_group_top5" and coverage is not None:
+                    for answer, groups in zip(answers, space_group_sets(predictor, proba, classes, coverage)):
+                        answer["space_group_set"] = {"coverage": coverage, "groups": groups}
         task = "volume_per_atom_from_composition"
         if task in predictor.bundles:
             bundle = predictor.bundles[task]
@@ -71,7 +130,7 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str]) -> tuple[lis
     return answers, {formulas[i]: reason for i, reason in errors.items()}
 
 
-def predict_cifs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[dict], dict[str, str]]:
+def predict_cifs(predictor: Predictor, paths: Sequence[Path], coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """Answers for the structures in CIF files: the formula's predictions plus the cell volume from the cell."""
     rows, errors = [], {}
     for path in paths:
@@ -83,7 +142,7 @@ def predict_cifs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[dict
                 errors[str(path)] = row["formula_error"]
                 continue
             rows.append((str(path), row))
-    answers, formula_errors = predict_formulas(predictor, [r["formula"] for _, r in rows])
+    answers, formula_errors = predict_formulas(predictor, [r["formula"] for _, r in rows], coverage)
     by_formula = {a["formula"]: a for a in answers}
     out = []
     for path, row in rows:
@@ -106,6 +165,9 @@ def answers_table(answers: list[dict]) -> pd.DataFrame:
         for i, entry in enumerate(a.get("space_group_top5", []), 1):
             row[f"sg_{i}"] = f"{entry['number']} {entry['symbol']}" if entry["number"] else entry["symbol"]
             row[f"p_sg_{i}"] = entry["p"]
+        if "space_group_set" in a:
+            row["sg_set_size"] = len(a["space_group_set"]["groups"])
+            row["sg_set"] = " ".join(str(e["number"] or e["symbol"]) for e in a["space_group_set"]["groups"])
         for key in ("volume_per_atom", "cell_volume"):
             if key in a:
                 row[key] = a[key]

@@ -1,0 +1,45 @@
+"""Batch prediction time: 10,000 formulas through `predict_formulas` with the models `dvc repro` wrote.
+
+Usage: python benchmarks/predict_speed.py [--n 10000] [--models models] [--coverage 0.9]
+Formulas are the test-split formulas of the composition table (data/composition), repeated if fewer than --n;
+run `dvc repro` first. Prints the model loading time, then the prediction time with and without conformal sets.
+"""
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from xtalml.predict import load_predictor, predict_formulas
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--coverage", type=float, default=0.9)
+    args = parser.parse_args()
+
+    table = pd.read_parquet("data/composition/features.parquet", columns=["id", "formula"])
+    split = pd.read_parquet("data/composition/split.parquet")
+    test = table.merge(split, on="id").query("part == 'test'")["formula"].drop_duplicates().tolist()
+    formulas = (test * (args.n // len(test) + 1))[: args.n]
+    started = time.perf_counter()
+    predictor = load_predictor(args.models)
+    loaded = time.perf_counter() - started
+    names = ", ".join(f"{task}: {bundle['name']}" for task, bundle in predictor.bundles.items())
+    print(f"models loaded in {loaded:.2f} s ({names})")
+    for coverage in (None, args.coverage):
+        started = time.perf_counter()
+        answers, errors = predict_formulas(predictor, formulas, coverage)
+        seconds = time.perf_counter() - started
+        label = f"with {coverage:g} conformal sets" if coverage else "top-3 lattices, top-5 groups, volume"
+        print(f"{len(formulas):,} formulas ({len(set(formulas)):,} distinct), {label}: {seconds:.2f} s, "
+              f"{len(formulas) / seconds:,.0f} formulas/s, {len(errors)} rejected")
+    print(f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""The results report: every number read from the files the pipeline wrote, tables in Markdown, figures as PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from xtalml.cif.symmetry import space_group_info
+from xtalml.evaluation import figures
+
+CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "top5_accuracy": "top-5",
+                          "balanced_accuracy": "balanced acc.", "f1_macro": "macro F1", "f1_weighted": "weighted F1"}
+REGRESSION_COLUMNS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "mape": "MAPE %"}
+UNITS = {"volume": "Å³", "volume_per_atom": "Å³/atom"}
+
+
+@dataclass
+class ReportInputs:
+    """Where the pipeline's outputs are, relative to the repository root."""
+
+    root: Path = Path(".")
+    metrics: Path = Path("metrics")
+    plots: Path = Path("plots")
+    predictions: Path = Path("data/predictions")
+    tables: dict[str, Path] = field(default_factory=lambda: {
+        "AMCSD structures (geometry and volume tasks)": Path("data/processed/features.parquet"),
+        "COD index + AMCSD formulas (composition tasks)": Path("data/composition/features.parquet")})
+
+    def path(self, p: Path) -> Path:
+        return self.root / p
+
+
+def fmt(value: Any) -> str:
+    """A number as the report prints it: 3 decimals, or 3 significant digits when it is tiny."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.2e}" if 0 < abs(value) < 0.001 else f"{value:,.3f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table (index not shown)."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def load_model_metrics(metrics_dir: Path) -> dict[str, dict[str, dict]]:
+    """{task: {model: metrics}} from metrics/<task>/<model>.json."""
+    out: dict[str, dict[str, dict]] = {}
+    for path in sorted(Path(metrics_dir).glob("*/*.json")):
+        out.setdefault(path.parent.name, {})[path.stem] = json.loads(path.read_text())
+    return out
+
+
+def is_classification(results: Mapping[str, dict]) -> bool:
+    """Whether a task's metrics are a classifier's."""
+    return "accuracy" in next(iter(results.values()))["test"]
+
+
+def model_table(results: Mapping[str, dict]) -> pd.DataFrame:
+    """Every model and every baseline of one task on its test split, best first, with training time."""
+    classification = is_classification(results)
+    columns = CLASSIFICATION_COLUMNS if classification else REGRESSION_COLUMNS
+    rows = []
+    for model, m in results.items():
+        row = {"model": model, **{label: m["test"].get(key) for key, label in columns.items()}}
+        if classification:
+            cv = m.get("cv")
+            row["CV accuracy (train)"] = f"{cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}" if cv else None
+        row["train s"] = m.get("train_seconds")
+        rows.append(row)
+    first = next(iter(results.values()))
+    for name, b in first.get("baselines", {}).items():
+        rows.append({"model": f"baseline: {name.replace('_', ' ')}", **{label: b.get(key) for key, label in columns.items()}})
+    table = pd.DataFrame(rows)
+    key = "accuracy" if classification else "MAE"
+    return table.sort_values(key, ascending=not classification, kind="stable").reset_index(drop=True)
+
+
+def best_model(results: Mapping[str, dict]) -> str:
+    """The model with the best headline test metric (accuracy, or lowest MAE)."""
+    if is_classification(results):
+        return max(results, key=lambda m: results[m]["test"]["accuracy"])
+    return min(results, key=lambda m: results[m]["test"]["mae"])
+
+
+def crystal_system_of(label: str) -> str:
+    """Crystal system of a space-group label; merged labels stay as they are."""
+    return space_group_info(int(label))[1] if str(label).isdigit() else str(label)
+
+
+def accuracy_by_group(frame: pd.DataFrame, group_of) -> pd.DataFrame:
+    """Accuracy of each predictions column, grouped by the true label's group (crystal system or lattice)."""
+    groups = frame["true"].astype(str).map(group_of)
+    out = pd.DataFrame({"rows": groups.value_counts()})
+    for column in [c for c in frame.columns if c.startswith("predicted")]:
+        correct = frame[column].astype(str) == frame["true"].astype(str)
+        out[column.replace("predicted", "").strip(":") or "model"] = correct.groupby(groups).mean()
+    return out.sort_values("rows", ascending=False)
+
+
+def data_summary(metrics: Path) -> dict[str, pd.DataFrame]:
+    """Rows per source through parse and featurize, rejects by reason, rows per split part."""
+    parse = json.loads((metrics / "parse.json").read_text())
+    featurize = json.loads((metrics / "featurize.json").read_text())
+    composition = json.loads((metrics / "composition_table.json").read_text())
+    split = json.loads((metrics / "split.json").read_text())
+    comp_rejects = composition["rejected"]["by_stage"]
+    primary_rows = featurize["rows"]
+    index_rows = composition["rows_by_source"].get("cod_index", 0)
+    sources = pd.DataFrame([
+        {"source": "AMCSD (larixite wheel)", "records": parse["parsed"] + parse["rejected"]["total"],
+         "rejected at parse": parse["rejected"]["total"], "rejected at featurize": featurize["rejected"]["total"],
+         "rows in feature table": primary_rows},
+        {"source": "COD index (dara-xrd wheel)", "records": index_rows + composition["rejected"]["total"],
+         "rejected at parse": comp_rejects.get("parse", 0), "rejected at featurize": comp_rejects.get("featurize", 0),
+         "rows in feature table": index_rows}])
+    reasons = []
+    for table, m in (("AMCSD", parse), ("AMCSD", featurize), ("COD index", composition)):
+        stage = next(iter(m["rejected"]["by_stage"]), "") if len(m["rejected"]["by_stage"]) == 1 else "parse/featurize"
+        for reason, count in m["rejected"]["top_reasons"].items():
+            reasons.append({"table": table, "stage": stage, "reason": reason, "rows": count})
+    parts = pd.DataFrame([
+        {"table": "AMCSD", **{f"{p} rows": split["rows"].get(p) for p in ("train", "val", "test")},
+         **{f"{p} formulas": split["formulas"].get(p) for p in ("train", "val", "test")},
+         "formulas in train and test": split["overlapping_formulas"]},
+        {"table": "COD index + AMCSD", **{f"{p} rows": composition["parts"].get(p) for p in ("train", "val", "test")}}],
+        dtype=object)
+    reasons = pd.DataFrame(reasons, columns=["table", "stage", "reason", "rows"]).sort_values("rows", ascending=False)
+    return {"sources": sources, "reasons": reasons, "parts": parts}
+
+
+def merged_classes(all_metrics: Mapping[str, dict[str, dict]]) -> pd.DataFrame:
+    """Per classification task: classes kept, rare classes merged (or dropped) and the rows that touched."""
+    rows = []
+    for task, results in all_metrics.items():
+        info = next(iter(results.values()))["data"]
+        if "classes" in info:
+            rows.append({"task": task, "classes (incl. 'other')": info["classes"], "rare classes": info["rare_classes"],
+                         "rows touched": info["rare_rows"], "policy": info["rare_policy"],
+                         "test rows": info["rows_test"]})
+    return pd.DataFrame(rows)
+
+
+def published_table(published: list[Mapping[str, Any]], all_metrics: Mapping[str, dict[str, dict]],
+                    leakage: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Published figures beside ours; theirs come from other data and splits, so the columns say which is which."""
+    rows = []
+    for entry in published:
+        results = all_metrics.get(entry["task"], {})
+        ours = "–"
+        if results:
+            best = best_model(results)
+            ours = f"{results[best]['test']['accuracy']:.3f} ({best}, grouped split)"
+        if entry["task"] == "sg_from_geometry" and leakage:
+            audit = leakage["sg_from_geometry_random_forest"]
+            ours += (f"; random forest with label columns {audit['grouped_split_with_label_columns']:.3f}, "
+                     f"random row split {audit['random_row_split_geometry_only']:.3f}")
+        rows.append({"published work": entry["work"], "task": entry["task"], "metric": entry["metric"],
+                     "published value": entry["value"], "their data": entry["data"], "their split": entry["split"],
+                     "ours on this data": ours, "source of the figure": entry["source"]})
+    return pd.DataFrame(rows)
+
+
+def leakage_table(leakage: Mapping[str, Any]) -> pd.DataFrame:
+    """The audit's settings side by side."""
+    audit = leakage["sg_from_geometry_random_forest"]
+    ceiling = leakage["polymorph_ceiling"]
+    return pd.DataFrame([
+        {"setting": "(a) grouped split, geometry features only (our pipeline)", "accuracy": audit["grouped_split_geometry_only"]},
+        {"setting": "(b) grouped split + label-encoded space-group text and Hall symbol", "accuracy": audit["grouped_split_with_label_columns"]},
+        {"setting": "(c) random row split, geometry features only", "accuracy": audit["random_row_split_geometry_only"]},
+        {"setting": "share of (c)'s test rows whose formula is also in its train rows", "accuracy": audit["random_split_test_rows_whose_formula_is_in_train"]},
+        {"setting": "polymorph ceiling, space group from composition (test rows)", "accuracy": ceiling["sg_from_composition"]},
+        {"setting": "polymorph ceiling, Bravais lattice from composition (test rows)", "accuracy": ceiling["bravais_from_composition"]}])
+
+
+def conformal_table(conformal: Mapping[str, Any]) -> pd.DataFrame:
+    """Target coverage, coverage reached on the test rows, and set sizes."""
+    return pd.DataFrame([{"target coverage": s["target"], "threshold (1 − p)": s["threshold"], "coverage on test": s["coverage"],
+                          "mean set size": s["mean_set_size"], "median set size": s["median_set_size"],
+                          "singleton sets": s["singleton_share"], "largest set": s["max_set_size"]}
+                         for s in conformal["sets"].values()])
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path) -> str:
+    """Write the figures under out_dir/figures and return the report's Markdown."""
+    cfg = params["report"]
+    dpi, top = int(cfg.get("figure_dpi", 110)), int(cfg.get("confusion_top_classes", 12))
+    fig_dir = out_dir / "figures"
+    metrics_dir = inputs.path(inputs.metrics)
+    all_metrics = load_model_metrics(metrics_dir)
+    if not all_metrics:
+        raise FileNotFoundError(f"no model metrics under {metrics_dir}/<task>/<model>.json: run the train stages first")
+    leakage = _read_json(metrics_dir / "leakage_audit.json")
+    conformal = _read_json(metrics_dir / "conformal.json")
+    tasks_cfg = params.get("tasks", {})
+    md = ["# xtalml results", "",
+          "Written by the `report` stage of `dvc repro`. Every number below is read from a file the pipeline wrote "
+          "(`metrics/`, `plots/`, `data/predictions/`); all model numbers are on each task's held-out test split, "
+          "grouped by reduced formula so no compound is in both train and test. Volumes are in Å³.", ""]
+
+    md += ["## Data", ""]
+    summary = data_summary(metrics_dir)
+    md += ["Rows per source:", "", markdown_table(summary["sources"]), "",
+           "Rejected records by reason (each rejected record is kept in a rejects table with its reason):", "",
+           markdown_table(summary["reasons"]) if len(summary["reasons"]) else "No record was rejected.", "", "Split (grouped by reduced formula):", "",
+           markdown_table(summary["parts"]), ""]
+    counts = {}
+    for label, path in inputs.tables.items():
+        if inputs.path(path).exists():
+            counts[label] = pd.read_parquet(inputs.path(path), columns=["crystal_system"])["crystal_system"].value_counts()
+    if counts:
+        frame = pd.DataFrame(counts).fillna(0).astype(int)
+        md += ["Class distribution (rows per crystal system):", "",
+               markdown_table(frame.reset_index(names="crystal system")), "",
+               f"![class distribution]({figures.class_distribution_figure(counts, 'Rows per crystal system', fig_dir / 'class_distribution.png', dpi).relative_to(out_dir)})", ""]
+    merged = merged_classes(all_metrics)
+    if len(merged):
+        md += ["Rare classes (fewer train rows than the task's `min_class_count`) merged into 'other':", "",
+               markdown_table(merged), ""]
+
+    md += ["## Results per task (test split)", ""]
+    curves: dict[str, dict[int, float]] = {}
+    for task, results in all_metrics.items():
+        classification = is_classification(results)
+        best = best_model(results)
+        target = tasks_cfg.get(task, {}).get("target", "")
+        unit = UNITS.get(target, "")
+        info = results[best]["data"]
+        md += [f"### {task}", "",
+               f"Target `{target}`{f' ({unit})' if unit else ''}; {info.get('rows_train', 0):,} train, "
+               f"{info.get('rows_val', 0):,} validation and {info.get('rows_test', 0):,} test rows. "
+               f"Best model: **{best}**." + ("" if classification else f" Errors in {unit}."), "",
+               markdown_table(model_table(results)), ""]
+        frame_path = inputs.path(inputs.predictions) / task / f"{best}.parquet"
+        if frame_path.exists():
+            frame = pd.read_parquet(frame_path)
+            if classification:
+                path = figures.confusion_figure(frame["true"], frame["predicted"], top,
+                                                f"{task}: {best}, {top} most frequent test classes",
+                                                fig_dir / f"{task}_confusion.png", dpi)
+                md += [f"![confusion {task}]({path.relative_to(out_dir)})", ""]
+                group_of = (lambda v: v) if target == "bravais_lattice" else crystal_system_of
+                group_name = "Bravais lattice" if target == "bravais_lattice" else "crystal system"
+                by_group = accuracy_by_group(frame.rename(columns={"predicted": f"predicted:{best}"}), group_of)
+                path = figures.grouped_accuracy_figure(by_group, f"{task}: accuracy per true {group_name}",
+                                                       fig_dir / f"{task}_accuracy_by_group.png", dpi)
+                md += [f"Accuracy of {best} per true {group_name}:", "",
+                       markdown_table(by_group.reset_index(names=group_name)), "",
+                       f"![accuracy per group {task}]({path.relative_to(out_dir)})", ""]
+            else:
+                path = figures.parity_figure(frame["true"], frame["predicted"], unit, f"{task}: {best}",
+                                             fig_dir / f"{task}_parity.png", dpi)
+                md += [f"![parity {task}]({path.relative_to(out_dir)})", ""]
+        if classification:
+            for model, m in results.items():
+                if "top3_accuracy" in m["test"] and model == best:
+                    curves[f"{task}: {model}"] = {1: m["test"]["accuracy"], 3: m["test"]["top3_accuracy"],
+                                                  5: m["test"]["top5_accuracy"]}
+        importance = inputs.path(inputs.plots) / task / "tabnet" / "feature_importance.csv"
+        if importance.exists():
+            path = figures.importance_figure(pd.read_csv(importance), 15, f"{task}: TabNet feature importances",
+                                             fig_dir / f"{task}_tabnet_importance.png", dpi)
+            md += [f"![tabnet importances {task}]({path.relative_to(out_dir)})", ""]
+        histories = {model: pd.read_csv(p) for model in results
+                     if (p := inputs.path(inputs.plots) / task / model / "loss.csv").exists()}
+        if histories:
+            path = figures.learning_curves_figure(histories, f"{task}: learning curves",
+                                                  fig_dir / f"{task}_learning_curves.png", dpi)
+            md += [f"![learning curves {task}]({path.relative_to(out_dir)})", ""]
+    if conformal:
+        curves[f"{conformal['task']}: {conformal['model']} (k = 1…{len(conformal['top_k_accuracy'])})"] = {
+            k + 1: v for k, v in enumerate(conformal["top_k_accuracy"])}
+    if curves:
+        path = figures.top_k_figure(curves, fig_dir / "top_k_accuracy.png", dpi)
+        md += ["### Top-k accuracy", "", f"![top-k accuracy]({path.relative_to(out_dir)})", ""]
+
+    md += ["## Beside published figures", "",
+           "Published numbers come from other data, other label sets and other (mostly random) splits; they are "
+           "not comparable one to one with ours. They are here so a reader sees the comparison and its limits.", "",
+           markdown_table(published_table(list(cfg.get("published", [])), all_metrics, leakage)), ""]
+    if leakage:
+        md += ["## Leakage audit", "",
+               "Random forest on `sg_from_geometry` run three ways, and the best accuracy any composition-only model "
+               "can reach because one formula can crystallise in several space groups (each test formula's most "
+               "frequent group, read off the test rows themselves). The audit keeps every space group as its own class (no "
+               "rare-class merge), so (a) differs slightly from the task table above.", "",
+               markdown_table(leakage_table(leakage)), ""]
+    if conformal:
+        md += ["## Calibrated prediction sets", "",
+               f"Split-conformal sets for `{conformal['task']}` ({conformal['model']}): calibrated on "
+               f"{conformal['calibration_rows']:,} validation rows the model never trained on, measured on "
+               f"{conformal['test_rows']:,} test rows, {conformal['classes']} classes. A set holds every space group "
+               "whose 1 − p is within the threshold (and always the top group). `xtalml predict --coverage 0.9` "
+               "returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
+    return "\n".join(md)

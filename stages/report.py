@@ -1,0 +1,20 @@
+"""Stage report: reports/report.md and reports/figures/*.png from the metrics, plots and predictions of the pipeline."""
+
+import argparse
+from pathlib import Path
+
+from xtalml.config import load_params, section
+from xtalml.evaluation.report import ReportInputs, build_report
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--params", default="params.yaml")
+parser.add_argument("--out", default="reports")
+args = parser.parse_args()
+
+params = load_params(args.params)
+section(params, "report", ["published"])
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+markdown = build_report(params, ReportInputs(), out)
+(out / "report.md").write_text(markdown + "\n")
+print(f"report: {out / 'report.md'} ({len(markdown.splitlines())} lines), figures in {out / 'figures'}")

@@ -1,0 +1,62 @@
+"""Split-conformal sets: finite-sample threshold, coverage on exchangeable data, set sizes, top-k."""
+
+import numpy as np
+import pytest
+
+from xtalml.evaluation.conformal import (conformal_evaluation, conformal_threshold, nonconformity, prediction_sets,
+                                         set_coverage, top_k_curve)
+
+
+def _draw(rng, n, classes=20):
+    """Rows whose true class is drawn from the model's own probabilities: a calibrated model."""
+    proba = rng.dirichlet(np.full(classes, 0.3), size=n)
+    y = np.array([rng.choice(classes, p=p) for p in proba]).astype(str)
+    return proba, y
+
+
+def test_threshold_is_the_finite_sample_quantile():
+    scores = np.arange(1, 101) / 100  # 0.01 … 1.00, shuffled order must not matter
+    np.random.default_rng(0).shuffle(scores)
+    assert conformal_threshold(scores, 0.9) == pytest.approx(0.91)  # ceil(101 * 0.9) = 91st smallest
+    assert conformal_threshold(scores[:5], 0.9) == 1.0  # too few rows for 90 %: every class
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        conformal_threshold(scores, 1.0)
+
+
+@pytest.mark.parametrize("coverage", [0.8, 0.9, 0.95])
+def test_sets_reach_the_target_coverage_on_held_out_rows(coverage):
+    rng = np.random.default_rng(1)
+    classes = np.arange(20).astype(str)
+    cal_proba, cal_y = _draw(rng, 3000)
+    test_proba, test_y = _draw(rng, 4000)
+    result = conformal_evaluation(nonconformity(cal_proba, classes, cal_y), test_proba, classes, test_y, [coverage])
+    reached = result[f"{coverage:g}"]
+    assert coverage - 0.025 <= reached["coverage"] <= coverage + 0.03
+    assert 1 <= reached["mean_set_size"] < 20  # informative: smaller than "every class"
+
+
+def test_a_wrong_model_gets_larger_sets_but_keeps_coverage():
+    rng = np.random.default_rng(2)
+    classes = np.arange(20).astype(str)
+    cal_proba, cal_y = _draw(rng, 3000)
+    test_proba, test_y = _draw(rng, 3000)
+    flat = 0.5 * cal_proba + 0.5 / 20, 0.5 * test_proba + 0.5 / 20  # under-confident model
+    sharp = conformal_evaluation(nonconformity(cal_proba, classes, cal_y), test_proba, classes, test_y, [0.9])["0.9"]
+    blurred = conformal_evaluation(nonconformity(flat[0], classes, cal_y), flat[1], classes, test_y, [0.9])["0.9"]
+    assert blurred["coverage"] >= 0.875 and sharp["coverage"] >= 0.875
+    shuffled = rng.permutation(test_proba)  # no information at all: sets must grow to keep coverage
+    noise = conformal_evaluation(nonconformity(rng.permutation(cal_proba), classes, cal_y), shuffled, classes, test_y, [0.9])["0.9"]
+    assert noise["coverage"] >= 0.875 and noise["mean_set_size"] > 2 * sharp["mean_set_size"]
+
+
+def test_sets_are_never_empty_and_unknown_classes_score_one():
+    proba = np.array([[0.5, 0.3, 0.2], [0.34, 0.33, 0.33]])
+    mask = prediction_sets(proba, 0.0)
+    assert mask.sum(axis=1).tolist() == [1, 1] and mask[0, 0] and mask[1, 0]
+    assert nonconformity(proba, ["a", "b", "c"], ["b", "zz"]).tolist() == pytest.approx([0.7, 1.0])
+    assert set_coverage(mask, ["a", "b", "c"], ["a", "b"])["coverage"] == 0.5
+
+
+def test_top_k_curve_rises_to_one():
+    proba = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])
+    assert top_k_curve(proba, ["a", "b", "c"], ["a", "c", "a"], 3) == pytest.approx([1 / 3, 2 / 3, 1.0])

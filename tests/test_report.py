@@ -1,0 +1,47 @@
+"""Report pieces: number formatting, Markdown tables, model tables with baselines, best first."""
+
+import pandas as pd
+
+from xtalml.evaluation.report import accuracy_by_group, best_model, fmt, markdown_table, model_table
+
+
+def _metrics(acc, seconds, cv=None):
+    m = {"test": {"accuracy": acc, "top3_accuracy": acc + 0.1, "top5_accuracy": acc + 0.2, "balanced_accuracy": acc / 2,
+                  "f1_macro": acc / 3, "f1_weighted": acc / 4},
+         "train_seconds": seconds, "baselines": {"most_frequent": {"accuracy": 0.1}, "stratified": {"accuracy": 0.05}}}
+    if cv:
+        m["cv"] = {"accuracy_mean": cv, "accuracy_std": 0.01}
+    return m
+
+
+def test_model_table_lists_models_and_baselines_best_first():
+    results = {"knn": _metrics(0.4, 0.2, 0.38), "random_forest": _metrics(0.6, 3.0, 0.55), "mlp_classifier": _metrics(0.05, 9.0)}
+    table = model_table(results)
+    assert table["model"].tolist() == ["random_forest", "knn", "baseline: most frequent", "mlp_classifier", "baseline: stratified"]
+    assert table.loc[0, "CV accuracy (train)"] == "0.550 ± 0.010" and table.loc[0, "train s"] == 3.0
+    assert best_model(results) == "random_forest"
+
+
+def test_regression_table_sorts_by_error():
+    results = {m: {"test": {"mae": mae, "rmse": 1, "r2": 0.9, "mape": 3}, "train_seconds": 1,
+                   "baselines": {"analytic_volume": {"mae": 2e-4, "rmse": 3e-4, "r2": 1.0, "mape": 1e-4}}}
+               for m, mae in (("tabnet", 38.0), ("wide_deep", 0.9))}
+    table = model_table(results)
+    assert table["model"].tolist() == ["baseline: analytic volume", "wide_deep", "tabnet"]
+    assert best_model(results) == "wide_deep"
+    text = markdown_table(table)
+    assert "| baseline: analytic volume | 2.00e-04 |" in text and text.count("\n") == 4
+
+
+def test_fmt_and_markdown_escape():
+    assert fmt(0.12345) == "0.123" and fmt(12345) == "12,345" and fmt(None) == "–" and fmt(float("nan")) == "–"
+    assert "a\\|b" in markdown_table(pd.DataFrame({"x": ["a|b"]}))
+
+
+def test_accuracy_by_group_uses_the_true_label_group():
+    frame = pd.DataFrame({"true": ["225", "225", "14", "other"], "predicted:rf": ["225", "221", "14", "14"]})
+    from xtalml.evaluation.report import crystal_system_of
+
+    table = accuracy_by_group(frame, crystal_system_of)
+    assert table.loc["cubic", "rows"] == 2 and table.loc["cubic", "rf"] == 0.5
+    assert table.loc["monoclinic", "rf"] == 1.0 and table.loc["other", "rf"] == 0.0
