@@ -1,6 +1,7 @@
 """Stage report: reports/report.md and reports/figures/*.png from the metrics, plots and predictions of the pipeline."""
 
 import argparse
+import json
 from pathlib import Path
 
 from xtalml.config import load_params, section
@@ -15,6 +16,7 @@ params = load_params(args.params)
 section(params, "report", ["published"])
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
-markdown = build_report(params, ReportInputs(), out)
+markdown, derived = build_report(params, ReportInputs(), out)
 (out / "report.md").write_text(markdown + "\n")
+(out / "metrics.json").write_text(json.dumps(derived, indent=2) + "\n")  # numbers the report computed from predictions
 print(f"report: {out / 'report.md'} ({len(markdown.splitlines())} lines), figures in {out / 'figures'}")

@@ -167,6 +167,10 @@ def test_report_numbers_trace_to_metrics_files(repo):
         assert row[column] == fmt(metrics["test"][key]), (run, row[column])
         for name, baseline in metrics["baselines"].items():
             assert tables[run["task"]].set_index("model").loc[f"baseline: {name.replace('_', ' ')}", column] == fmt(baseline[key])
+    derived = json.loads((root / "reports" / "metrics.json").read_text())
+    for task, groups in derived["accuracy_by_group"].items():
+        for group, accuracy in groups["accuracy"].items():
+            assert f"| {group} | {fmt(groups['rows'][group])} | {fmt(accuracy)} |" in text, (task, group)
     conformal = json.loads((root / "metrics" / "conformal.json").read_text())
     assert fmt(conformal["sets"]["0.9"]["coverage"]) in text
     assert conformal["calibration_rows"] > 0 and (root / "models/conformal/sg_from_composition.json").exists()

@@ -200,8 +200,8 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path) -> str:
-    """Write the figures under out_dir/figures and return the report's Markdown."""
+def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Write the figures under out_dir/figures; return the Markdown and the numbers the report computed itself."""
     cfg = params["report"]
     dpi, top = int(cfg.get("figure_dpi", 110)), int(cfg.get("confusion_top_classes", 12))
     fig_dir = out_dir / "figures"
@@ -212,9 +212,11 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
     leakage = _read_json(metrics_dir / "leakage_audit.json")
     conformal = _read_json(metrics_dir / "conformal.json")
     tasks_cfg = params.get("tasks", {})
+    derived: dict[str, Any] = {"rows_per_crystal_system": {}, "accuracy_by_group": {}}
     md = ["# xtalml results", "",
           "Written by the `report` stage of `dvc repro`. Every number below is read from a file the pipeline wrote "
-          "(`metrics/`, `plots/`, `data/predictions/`); all model numbers are on each task's held-out test split, "
+          "(`metrics/`, `plots/`); the class counts and per-group accuracies are computed here from the feature tables "
+          "and `data/predictions/` and saved in `reports/metrics.json`. All model numbers are on each task's held-out test split, "
           "grouped by reduced formula so no compound is in both train and test. Volumes are in Å³.", ""]
 
     md += ["## Data", ""]
@@ -228,6 +230,7 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
         if inputs.path(path).exists():
             counts[label] = pd.read_parquet(inputs.path(path), columns=["crystal_system"])["crystal_system"].value_counts()
     if counts:
+        derived["rows_per_crystal_system"] = {label: {k: int(v) for k, v in c.items()} for label, c in counts.items()}
         frame = pd.DataFrame(counts).fillna(0).astype(int)
         md += ["Class distribution (rows per crystal system):", "",
                markdown_table(frame.reset_index(names="crystal system")), "",
@@ -261,6 +264,8 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                 group_of = (lambda v: v) if target == "bravais_lattice" else crystal_system_of
                 group_name = "Bravais lattice" if target == "bravais_lattice" else "crystal system"
                 by_group = accuracy_by_group(frame.rename(columns={"predicted": f"predicted:{best}"}), group_of)
+                derived["accuracy_by_group"][task] = {"model": best, "group": group_name, "rows": by_group["rows"].astype(int).to_dict(),
+                                                      "accuracy": by_group[best].astype(float).to_dict()}
                 path = figures.grouped_accuracy_figure(by_group, f"{task}: accuracy per true {group_name}",
                                                        fig_dir / f"{task}_accuracy_by_group.png", dpi)
                 md += [f"Accuracy of {best} per true {group_name}:", "",
@@ -311,4 +316,4 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                f"{conformal['test_rows']:,} test rows, {conformal['classes']} classes. A set holds every space group "
                "whose 1 − p is within the threshold (and always the top group). `xtalml predict --coverage 0.9` "
                "returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
-    return "\n".join(md)
+    return "\n".join(md), derived
