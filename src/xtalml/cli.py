@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
+from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_scores, load_predictor, predict_cifs,
+                            predict_formulas)
 
 
 def _coverage(text: str) -> float:
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri)
         if args.coverage is not None:  # fail before any work when the sets cannot be made
-            from xtalml.predict import space_group_sets
-            space_group_sets(predictor, np.ones((1, 1)), np.array(["1"]), args.coverage)
+            calibration_scores(predictor)
     except (FileNotFoundError, ValueError) as exc:
         print(f"xtalml predict: {exc}", file=sys.stderr)
         return 2

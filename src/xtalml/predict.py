@@ -78,8 +78,8 @@ def _bundle_from_mlflow(run_id: str, tracking_uri: str | None) -> tuple[str, str
     return task, model, joblib.load(path)
 
 
-def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarray, coverage: float) -> list[list[dict]]:
-    """Split-conformal space-group sets at the given coverage, most probable group first."""
+def calibration_scores(predictor: Predictor) -> list[float]:
+    """The conformal calibration scores of the space-group model in use (errors name what to run or choose)."""
     task = "sg_from_composition"
     cal = predictor.calibration.get(task)
     if cal is None:
@@ -88,7 +88,12 @@ def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarra
     if cal["model"] != predictor.bundles[task].get("name"):
         raise ValueError(f"the conformal calibration is for {cal['model']}, but space groups come from "
                          f"{predictor.bundles[task].get('name')}: use --sg-from-composition {cal['model']}")
-    mask = prediction_sets(proba, conformal_threshold(cal["scores"], coverage))
+    return cal["scores"]
+
+
+def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarray, coverage: float) -> list[list[dict]]:
+    """Split-conformal space-group sets at the given coverage, most probable group first."""
+    mask = prediction_sets(proba, conformal_threshold(calibration_scores(predictor), coverage))
     sets = []
     for row, keep in zip(proba, mask):
         idx = np.flatnonzero(keep)

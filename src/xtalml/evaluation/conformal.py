@@ -8,10 +8,15 @@ from typing import Any, Sequence
 import numpy as np
 
 
+def _true_columns(classes: Sequence, y_true: Sequence) -> np.ndarray:
+    """Column of each row's true class among the model's classes; −1 where the model does not know it."""
+    index = {str(c): i for i, c in enumerate(classes)}
+    return np.array([index.get(str(y), -1) for y in y_true])
+
+
 def nonconformity(proba: np.ndarray, classes: Sequence, y_true: Sequence) -> np.ndarray:
     """1 − probability the model gave the true class (1 where the true class is not one of the model's)."""
-    index = {str(c): i for i, c in enumerate(classes)}
-    cols = np.array([index.get(str(y), -1) for y in y_true])
+    cols = _true_columns(classes, y_true)
     p_true = np.where(cols >= 0, proba[np.arange(len(cols)), np.maximum(cols, 0)], 0.0)
     return 1.0 - p_true
 
@@ -36,8 +41,7 @@ def prediction_sets(proba: np.ndarray, threshold: float) -> np.ndarray:
 
 def set_coverage(mask: np.ndarray, classes: Sequence, y_true: Sequence) -> dict[str, float]:
     """How often the set holds the true class, and the set sizes."""
-    index = {str(c): i for i, c in enumerate(classes)}
-    cols = np.array([index.get(str(y), -1) for y in y_true])
+    cols = _true_columns(classes, y_true)
     hit = np.where(cols >= 0, mask[np.arange(len(cols)), np.maximum(cols, 0)], False)
     sizes = mask.sum(axis=1)
     return {"coverage": float(hit.mean()), "mean_set_size": float(sizes.mean()), "median_set_size": float(np.median(sizes)),
@@ -46,8 +50,7 @@ def set_coverage(mask: np.ndarray, classes: Sequence, y_true: Sequence) -> dict[
 
 def top_k_curve(proba: np.ndarray, classes: Sequence, y_true: Sequence, k_max: int) -> list[float]:
     """Top-k accuracy for k = 1 … k_max."""
-    index = {str(c): i for i, c in enumerate(classes)}
-    cols = np.array([index.get(str(y), -1) for y in y_true])
+    cols = _true_columns(classes, y_true)
     order = np.argsort(-proba, axis=1, kind="stable")
     rank = np.full(len(cols), np.inf)
     known = cols >= 0

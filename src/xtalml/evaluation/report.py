@@ -275,11 +275,10 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                 path = figures.parity_figure(frame["true"], frame["predicted"], unit, f"{task}: {best}",
                                              fig_dir / f"{task}_parity.png", dpi)
                 md += [f"![parity {task}]({path.relative_to(out_dir)})", ""]
-        if classification:
-            for model, m in results.items():
-                if "top3_accuracy" in m["test"] and model == best:
-                    curves[f"{task}: {model}"] = {1: m["test"]["accuracy"], 3: m["test"]["top3_accuracy"],
-                                                  5: m["test"]["top5_accuracy"]}
+        best_test = results[best]["test"]
+        if classification and "top3_accuracy" in best_test:
+            curves[f"{task}: {best}"] = {1: best_test["accuracy"], 3: best_test["top3_accuracy"],
+                                         5: best_test["top5_accuracy"]}
         importance = inputs.path(inputs.plots) / task / "tabnet" / "feature_importance.csv"
         if importance.exists():
             path = figures.importance_figure(pd.read_csv(importance), 15, f"{task}: TabNet feature importances",
