@@ -9,7 +9,7 @@ from pymatgen.core import Composition
 from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.groups import SpaceGroup
 
-from xtalml.cif.dataset import cif_structures
+from xtalml.cif.dataset import cif_structures, summarise_rejects
 from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import map_with_timeout
 
@@ -58,6 +58,8 @@ def test_every_edge_case_ends_as_a_row_or_a_reject(edge_case_dir):
     accounted = {i.split("/")[0] for i in structures["id"]} | {i.split("/")[0] for i in rejects["id"]}
     assert accounted == {p.name for p in files}
     assert rejects["reason"].str.len().gt(5).all()
+    top = summarise_rejects(rejects.assign(stage="parse"), top=3)["top_reasons"]  # file names and positions fold, so reasons group
+    assert not any(".cif" in reason for reason in top) and sum(top.values()) > len(rejects) / 2
     assert len(structures) > 10  # the valid COD entries among them still parse
 
 
