@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from xtalml.config import REPO_ROOT, compose, load_params, section
+from xtalml.config import REPO_ROOT, compose, dvc_plot_definitions, load_params, section
 
 
 def test_committed_params_equal_the_composed_default():
@@ -24,6 +24,13 @@ def test_dvc_stages_list_only_their_own_params():
     train = stages["train"]["do"]
     assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
     assert {"${item.features}", "${item.split}"} <= set(train["deps"])
+
+
+def test_dvc_plot_definitions_are_up_to_date():
+    plots = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["plots"]
+    assert plots == dvc_plot_definitions(compose())
+    confusion = [p for p in plots if next(iter(p)).endswith("confusion.csv")]
+    assert len(confusion) == 22 and all(next(iter(p.values()))["template"] == "confusion" for p in confusion)
 
 
 def test_every_run_names_a_configured_task_model_and_its_table():

@@ -114,6 +114,15 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     assert volume["baselines"]["analytic_volume"]["mape"] < 1  # the cell formula is exact up to rounding
     assert "feature_importance.csv" in {p.name for p in (root / "plots/volume_from_geometry/tabnet").iterdir()}
 
+    shown = json.loads(subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root, env=env,
+                                      capture_output=True, text=True, check=True).stdout)["data"]
+    written = {str(p.relative_to(root)) for p in (root / "plots").rglob("*.csv") if p.name != "parity.csv"}
+    assert written <= set(shown)  # every plot file is drawn, parity files in one chart per regression task
+    for path, renders in shown.items():
+        spec = json.dumps(renders[0]["content"])
+        assert ('"rect"' in spec) == path.endswith("confusion.csv"), path  # confusion matrices as heat maps
+    assert {"volume_from_geometry predicted vs true", "volume_per_atom_from_composition predicted vs true"} <= set(shown)
+
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

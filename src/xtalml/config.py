@@ -39,3 +39,34 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> di
     with initialize_config_dir(config_dir=str(config_dir or REPO_ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """dvc.yaml's top-level plots for every training run: confusion, predicted-vs-true, loss curves, importances."""
+    from xtalml.evaluation.report import UNITS
+    from xtalml.models.registry import TORCH
+
+    runs = list(params["train"]["runs"].values())
+    plots: list[dict[str, Any]] = []
+    for run in runs:
+        task, model = run["task"], run["model"]
+        folder = f"plots/{task}/{model}"
+        if params["tasks"][task]["kind"] == "classification":
+            plots.append({f"{folder}/confusion.csv": {
+                "title": f"{task} {model}: confusion on test", "template": "confusion",
+                "x": "predicted", "y": "actual"}})
+        if model in TORCH:
+            plots.append({f"{folder}/loss.csv": {
+                "title": f"{task} {model}: loss per epoch", "x": "epoch", "y": ["train_loss", "val_loss"]}})
+        if model == "tabnet":
+            plots.append({f"{folder}/feature_importance.csv": {
+                "title": f"{task} tabnet: feature importance", "template": "bar_horizontal_sorted",
+                "x": "importance", "y": "feature"}})
+    for task, spec in params["tasks"].items():
+        files = [f"plots/{task}/{r['model']}/parity.csv" for r in runs if r["task"] == task]
+        if spec["kind"] == "regression" and files:
+            unit = UNITS.get(spec["target"], "")
+            plots.append({f"{task} predicted vs true": {
+                "template": "scatter", "x": "true", "y": {path: "predicted" for path in files},
+                "x_label": f"true {spec['target']} ({unit})", "y_label": f"predicted {spec['target']} ({unit})"}})
+    return plots
