@@ -28,7 +28,7 @@ def test_dvc_stages_list_only_their_own_params():
 
 def test_dvc_plot_definitions_are_up_to_date():
     plots = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["plots"]
-    assert plots == dvc_plot_definitions(compose())
+    assert plots == dvc_plot_definitions(compose()), "regenerate dvc.yaml's plots section (command in its comment)"
     confusion = [p for p in plots if next(iter(p)).endswith("confusion.csv")]
     assert len(confusion) == 22 and all(next(iter(p.values()))["template"] == "confusion" for p in confusion)
 

@@ -105,7 +105,7 @@ def parse_raw(raw_dir: Path, workers: int = 2, timeout_s: float = 30.0) -> tuple
 def summarise_rejects(rejects: pd.DataFrame, top: int = 5) -> dict:
     """Counts of rejects by stage and the most common reasons (quoted inputs and file positions folded to '...')."""
     reasons = (rejects["reason"].astype(str).str.replace(r"'[^']*'", "'...'", regex=True)
-               .str.replace(r"\S+\.cif:\d+(:\d+\(\d+\))?( in data_\S*)?", "...", regex=True).str.slice(0, 100))
+               .str.replace(r"\S+\.cif:\d+(:\d+\(\d+\))?( in data_\S*?)?(?=:)", "...", regex=True).str.slice(0, 100))
     return {"total": int(len(rejects)), "by_stage": rejects["stage"].value_counts().to_dict(),
             "top_reasons": reasons.value_counts().head(top).to_dict()}
 
