@@ -3,9 +3,10 @@
 import argparse
 from pathlib import Path
 
-import torch
+from threadpoolctl import threadpool_limits
 
 from xtalml.config import load_params, section
+from xtalml.models.registry import TORCH
 from xtalml.training import run_training
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -20,7 +21,13 @@ if args.task not in tasks:
     raise SystemExit(f"unknown task {args.task!r}; tasks in params.yaml: {', '.join(tasks)}")
 if args.model not in models:
     raise SystemExit(f"unknown model {args.model!r}; models in params.yaml: {', '.join(models)}")
-torch.set_num_threads(int(section(params, "train").get("torch_threads", 1)))
+threads = int(section(params, "train").get("torch_threads", 1))
+# a fixed BLAS/OpenMP thread count keeps float sums, and so nearest-neighbour ties, the same on every machine
+threadpool_limits(threads)
+if args.model in TORCH:  # importing torch costs ~2 s, which the classical models need not pay
+    import torch
+
+    torch.set_num_threads(threads)
 name = f"{args.task}/{args.model}"
 result = run_training(args.task, tasks[args.task], args.model, models[args.model], section(params, "train")["seed"], {
     "metrics": Path(f"metrics/{name}.json"), "predictions": Path(f"data/predictions/{name}.parquet"),
