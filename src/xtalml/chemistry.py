@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from functools import lru_cache
@@ -14,34 +13,48 @@ ELEMENTS: tuple[str, ...] = tuple(Element.from_Z(z).symbol for z in range(1, 119
 ATOMIC_NUMBER: dict[str, int] = {sym: i + 1 for i, sym in enumerate(ELEMENTS)}
 _TOKEN = re.compile(r"([A-Z][a-z]?)|(\d+\.?\d*|\.\d+)|([(\[{])|([)\]}])|(\s+)")
 _CLOSE = {"(": ")", "[": "]", "{": "}"}
+MAX_FORMULA_CHARS = 1000  # longer than any real formula (COD's longest is far shorter); bounds parse time
+MAX_AMOUNT = 1e9  # per element; larger amounts are typos or overflow, and their fractions lose all precision
+MIN_AMOUNT = 1e-8  # pymatgen's Composition.amount_tolerance: it silently drops smaller amounts; we refuse them
 
 
 class FormulaError(ValueError):
     """A formula that cannot be turned into a composition; the message names the formula and the problem."""
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """The text itself, or its start and its length when longer than limit (for error messages)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def parse_formula(formula: str) -> dict[str, float]:
     """Element amounts of a formula such as 'CaMg(SiO3)2' or 'Ca2 Al2 Si3 O12 H2'."""
     if not isinstance(formula, str) or not formula.strip():
-        raise FormulaError(f"empty formula {formula!r}")
+        raise FormulaError(f"empty formula {shorten(formula)!r}")
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise FormulaError(f"formula {shorten(formula)!r} is longer than {MAX_FORMULA_CHARS:,} characters")
+    shown = shorten(formula)
     stack: list[tuple[dict[str, float], str]] = [({}, "")]
     pos, n = 0, len(formula)
     while pos < n:
         match = _TOKEN.match(formula, pos)
         if match is None:
-            raise FormulaError(f"formula {formula!r}: unexpected character {formula[pos]!r} at position {pos}")
+            raise FormulaError(f"formula {shown!r}: unexpected character {formula[pos]!r} at position {pos}")
         symbol, number, opener, closer, _space = match.groups()
         pos = match.end()
         if symbol or closer:
             if closer:
                 group, open_char = stack.pop() if len(stack) > 1 else (None, "")
                 if group is None or _CLOSE[open_char] != closer:
-                    raise FormulaError(f"formula {formula!r}: unbalanced {closer!r}")
+                    raise FormulaError(f"formula {shown!r}: unbalanced {closer!r}")
+                if not group:
+                    raise FormulaError(f"formula {shown!r}: empty group {open_char + closer!r}")
             else:
                 if symbol in ("D", "T"):
-                    raise FormulaError(f"formula {formula!r}: {symbol} (hydrogen isotope) is not an element; write H")
+                    raise FormulaError(f"formula {shown!r}: {symbol} (hydrogen isotope) is not an element; write H")
                 if symbol not in ATOMIC_NUMBER:
-                    raise FormulaError(f"formula {formula!r}: unknown element {symbol!r}")
+                    raise FormulaError(f"formula {shown!r}: unknown element {symbol!r}")
                 group = {symbol: 1.0}
             amount = 1.0
             num = _TOKEN.match(formula, pos)
@@ -54,15 +67,21 @@ def parse_formula(formula: str) -> dict[str, float]:
         elif opener:
             stack.append(({}, opener))
         elif number:
-            raise FormulaError(f"formula {formula!r}: number {number!r} does not follow an element or group")
+            raise FormulaError(f"formula {shown!r}: number {shorten(number, 20)!r} does not follow an element or group")
     if len(stack) != 1:
-        raise FormulaError(f"formula {formula!r}: unclosed {stack[-1][1]!r}")
+        raise FormulaError(f"formula {shown!r}: unclosed {stack[-1][1]!r}")
     amounts = stack[0][0]
     if not amounts:
-        raise FormulaError(f"formula {formula!r} names no element")
-    zero = [el for el, value in amounts.items() if not value > 0 or not math.isfinite(value)]
+        raise FormulaError(f"formula {shown!r} names no element")
+    huge = [el for el, value in amounts.items() if not value <= MAX_AMOUNT]  # inf and NaN included
+    if huge:
+        raise FormulaError(f"formula {shown!r}: amount of {', '.join(huge)} larger than {MAX_AMOUNT:g}")
+    zero = [el for el, value in amounts.items() if not value > 0]
     if zero:
-        raise FormulaError(f"formula {formula!r}: zero amount for {', '.join(zero)}")
+        raise FormulaError(f"formula {shown!r}: zero amount for {', '.join(zero)}")
+    tiny = [el for el, value in amounts.items() if value < MIN_AMOUNT]
+    if tiny:
+        raise FormulaError(f"formula {shown!r}: amount of {', '.join(tiny)} below {MIN_AMOUNT:g}")
     return amounts
 
 

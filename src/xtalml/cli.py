@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_scores, load_predictor, predict_cifs,
-                            predict_formulas)
+from xtalml.chemistry import shorten
+from xtalml.cif.parse import MAX_FILE_BYTES
+from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_scores, default_timeout, load_predictor,
+                            predict_cifs, predict_formulas)
 
 
 def _coverage(text: str) -> float:
@@ -18,22 +21,54 @@ def _coverage(text: str) -> float:
     return value
 
 
+FILE_SUFFIXES = (".cif", ".txt", ".csv")
+
+
+def _is_path(item: str) -> bool:
+    # formulas never hold a path separator or end in a file suffix ("Fe0.5O" has the suffix ".5O")
+    return Path(item).suffix.lower() in FILE_SUFFIXES or os.sep in item or "/" in item
+
+
+def _formula_lines(path: Path) -> list[str]:
+    """Formulas of a .txt file (one a line) or a .csv file (first column; a 'formula' header is skipped)."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"file larger than {MAX_FILE_BYTES >> 20} MiB")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a UTF-8 text file (byte {exc.start} cannot be decoded)") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if path.suffix.lower() == ".csv":
+        lines = [line.split(",")[0].strip() for line in lines]
+        if lines and lines[0].lower() == "formula":
+            lines = lines[1:]
+    return lines
+
+
 def _read_inputs(items: list[str]) -> tuple[list[str], list[Path], dict[str, str]]:
+    """(formulas, CIF paths, {input: problem}); every argument ends in one of the three."""
     formulas, cifs, errors = [], [], {}
     for item in items:
-        path = Path(item)
-        if path.suffix.lower() == ".cif":
-            if path.exists():
-                cifs.append(path)
-            else:
-                errors[item] = "CIF file not found"
-        elif path.suffix.lower() in (".csv", ".txt") and path.exists():
-            lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            if path.suffix.lower() == ".csv" and lines and lines[0].lower().split(",")[0] == "formula":
-                lines = [line.split(",")[0] for line in lines[1:]]
-            formulas += lines
-        else:
+        if not _is_path(item):
             formulas.append(item)
+            continue
+        path = Path(item)
+        suffix = path.suffix.lower()
+        try:
+            if not path.exists():
+                errors[item] = f"{'CIF' if suffix == '.cif' else 'file'} file not found"
+            elif path.is_dir():
+                errors[item] = "is a directory: give CIF files (.cif) or formula files (.txt, .csv)"
+            elif suffix == ".cif":
+                cifs.append(path)
+            elif suffix in (".txt", ".csv"):
+                formulas += _formula_lines(path)
+            else:
+                errors[item] = f"unsupported file type {suffix or '(none)'!r}: give .cif, .txt or .csv files"
+        except OSError as exc:
+            errors[item] = f"cannot read: {exc.strerror or exc}"
+        except ValueError as exc:
+            errors[item] = str(exc)
     return formulas, cifs, errors
 
 
@@ -49,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also return the split-conformal set of space groups that holds the true one with frequency C (e.g. 0.9)")
     p.add_argument("--mlflow-run", action="append", default=[], metavar="RUN_ID",
                    help="use this MLflow run's logged model for its task instead of the file under --models (repeatable)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds one CIF file may take to parse (default: parse.timeout_s of params.yaml, else 30)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for --mlflow-run (default sqlite:///mlflow.db)")
     for task, model in DEFAULT_MODELS.items():
         p.add_argument(f"--{task.replace('_', '-')}", default=model, metavar="MODEL", help=f"model for {task} (default {model})")
@@ -64,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xtalml predict: {exc}", file=sys.stderr)
         return 2
     answers, formula_errors = predict_formulas(predictor, formulas, args.coverage)
-    cif_answers, cif_errors = predict_cifs(predictor, cifs, args.coverage)
+    cif_answers, cif_errors = predict_cifs(predictor, cifs, args.coverage,
+                                           args.timeout if args.timeout is not None else default_timeout())
     answers += cif_answers
     errors |= formula_errors | cif_errors
+    errors = {shorten(item, 200): reason for item, reason in errors.items()}
     if args.format == "json":
         print(json.dumps({"predictions": answers, "errors": errors}, indent=2))
     elif answers:

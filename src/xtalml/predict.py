@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from xtalml.cif.parse import parse_cif
+from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
 from xtalml.cif.symmetry import space_group_info
 from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
 from xtalml.features.composition import composition_features
+from xtalml.config import load_params
 from xtalml.features.geometry import analytic_volume
 
 DEFAULT_MODELS = {"bravais_from_composition": "random_forest", "sg_from_composition": "random_forest",
@@ -135,11 +137,31 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
     return answers, {formulas[i]: reason for i, reason in errors.items()}
 
 
-def predict_cifs(predictor: Predictor, paths: Sequence[Path], coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
-    """Answers for the structures in CIF files: the formula's predictions plus the cell volume from the cell."""
+def default_timeout(params_path: Path = Path("params.yaml")) -> float:
+    """Seconds one CIF may take to parse: the parse stage's timeout_s from params.yaml, else the pool's default."""
+    try:
+        return float(load_params(params_path)["parse"]["timeout_s"])
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return DEFAULT_TIMEOUT_S
+
+
+def predict_cifs(predictor: Predictor, paths: Sequence[Path], coverage: float | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, workers: int = 2) -> tuple[list[dict], dict[str, str]]:
+    """Answers for the structures in CIF files: the formula's predictions plus the cell volume from the cell.
+
+    Each file is parsed in a worker process with the parse stage's time limit, so a file that hangs or crashes
+    the reader becomes an error for that file only.
+    """
     rows, errors = [], {}
-    for path in paths:
-        parsed, rejects = parse_cif(path)
+    items = list(dict.fromkeys(str(p) for p in paths))
+    done = {item: (status, result) for item, status, result in
+            (map_with_timeout(parse_cif, items, min(workers, len(items)), timeout_s) if items else ())}
+    for item in items:
+        path, (status, result) = Path(item), done[item]
+        if status != "ok":
+            errors[item] = f"{status}: {result}"
+            continue
+        parsed, rejects = result
         for reject in rejects:
             errors[f"{path}" + (f" ({reject['id']})" if reject["id"] != Path(path).stem else "")] = reject["reason"]
         for row in parsed:

@@ -149,6 +149,8 @@ def parse_cif(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, st
     path = Path(path)
     stem = path.stem
     try:
+        if not path.is_file():
+            return [], [{"id": stem, "reason": "not a regular file" if path.exists() else "file not found"}]
         size = path.stat().st_size
     except OSError as exc:
         return [], [{"id": stem, "reason": f"cannot read file: {exc.strerror}"}]
@@ -160,6 +162,8 @@ def parse_cif(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, st
         doc = gemmi.cif.read(str(path))
     except (RuntimeError, ValueError, IndexError) as exc:
         return [], [{"id": stem, "reason": f"not valid CIF: {_first_line(exc).replace(str(path), path.name)}"}]
+    except OSError as exc:
+        return [], [{"id": stem, "reason": f"cannot read file: {exc.strerror or _first_line(exc)}"}]
     blocks = [b for b in doc if b.find_value("_cell_length_a") is not None
               or b.find_value("_cell.length_a") is not None]
     if not blocks:
@@ -172,7 +176,7 @@ def parse_cif(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, st
         except CifError as exc:
             rejects.append({"id": key, "reason": str(exc)})
             continue
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one unreadable block never stops the file's other blocks
             rejects.append({"id": key, "reason": f"unreadable block {block.name!r}: {_first_line(exc)}"})
             continue
         rows.append({"id": key, **row})

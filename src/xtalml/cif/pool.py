@@ -7,6 +7,8 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
+DEFAULT_TIMEOUT_S = 30.0  # seconds per item unless the caller (parse.timeout_s in params.yaml) says otherwise
+
 
 def _worker(func: Callable[[Any], Any], conn: Connection) -> None:
     while True:
@@ -39,7 +41,7 @@ class _Slot:
 
 
 def map_with_timeout(func: Callable[[Any], Any], items: Iterable[Any], workers: int = 2,
-                     timeout_s: float = 30.0) -> Iterator[tuple[Any, str, Any]]:
+                     timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[tuple[Any, str, Any]]:
     """Yield (item, status, result) for every item; status is 'ok', 'error', 'timeout' or 'crash'."""
     ctx = mp.get_context("fork")
     pending = iter(items)

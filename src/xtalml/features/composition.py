@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from xtalml.chemistry import ATOMIC_NUMBER, ELEMENTS, FormulaError, parse_formula
+from xtalml.chemistry import ATOMIC_NUMBER, ELEMENTS, FormulaError, parse_formula, shorten
 
 MAGPIE_PROPERTIES = (
     "Number", "MendeleevNumber", "AtomicWeight", "MeltingT", "Column", "Row", "CovalentRadius",
@@ -25,6 +25,9 @@ STOICHIOMETRY_P = (0, 2, 3, 5, 7, 10)
 ORBITALS = ("s", "p", "d", "f")
 GROUPS = ("magpie", "stoichiometry", "valence_orbital", "ion_property")
 _CHARGE_CHUNK = 1 << 16
+# Cap of the charge-balance search per half of a formula's elements: bounds featurize time per formula
+# (about 0.1 s at the cap); formulas past it are rejected with the reason, never left to run for minutes.
+MAX_CHARGE_SUMS = 1 << 17
 
 
 def feature_names(groups: Sequence[str] = GROUPS) -> list[str]:
@@ -123,15 +126,18 @@ def _valence(z: np.ndarray, amount: np.ndarray, table: np.ndarray) -> np.ndarray
     return np.concatenate([avg, avg / total[:, None]], axis=1)
 
 
-def _compound_possible(z: np.ndarray, amount: np.ndarray, oxidation: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """Whether some choice of one common oxidation state per element gives zero charge (IonProperty fast=True).
+def _compound_possible(z: np.ndarray, amount: np.ndarray,
+                       oxidation: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, dict[int, str]]:
+    """Whether some choice of one common oxidation state per element gives zero charge (IonProperty fast=True),
+    and {row: reason} for rows whose search would exceed MAX_CHARGE_SUMS.
 
     Rows must all have the same number of elements (one bucket of `composition_features`).
     """
     n, width = z.shape
     possible = np.ones(n, dtype=bool)
+    too_large: dict[int, str] = {}
     if width < 2:
-        return possible
+        return possible, too_large
     counts_of = np.array([len(s) for s in oxidation])
     states = np.zeros((len(oxidation), counts_of.max()))
     for atomic_number, ox in enumerate(oxidation):
@@ -147,11 +153,11 @@ def _compound_possible(z: np.ndarray, amount: np.ndarray, oxidation: tuple[tuple
             continue
         combos = int(np.prod(shape))
         if combos > _CHARGE_CHUNK:
-            for row in rows:  # a set of reachable charges stays small where the full product does not
-                sums = {0.0}
-                for j in range(width):
-                    sums = {round(c + amount[row, j] * o, 9) for c in sums for o in oxidation[z[row, j]]}
-                possible[row] = any(abs(c) <= 1e-8 for c in sums)
+            for row in rows:
+                try:
+                    possible[row] = charge_balanced(amount[row], [oxidation[el] for el in z[row]])
+                except ChargeSearchTooLarge as exc:
+                    too_large[int(row)] = str(exc)
             continue
         step = max(1, (1 << 22) // combos)
         for start in range(0, len(rows), step):
@@ -161,7 +167,51 @@ def _compound_possible(z: np.ndarray, amount: np.ndarray, oxidation: tuple[tuple
                 term = amount[chunk, j, None] * states[z[chunk, j], : shape[j]]
                 charge = (charge[:, :, None] + term[:, None, :]).reshape(len(chunk), -1)
             possible[chunk] = (np.abs(charge) <= 1e-8).any(axis=1)  # np.isclose(charge, 0)
-    return possible
+    return possible, too_large
+
+
+class ChargeSearchTooLarge(ValueError):
+    """The charge-balance search of one formula would keep more than MAX_CHARGE_SUMS partial charges."""
+
+
+def charge_balanced(amounts: Sequence[float], states: Sequence[Sequence[int]]) -> bool:
+    """Exact |sum of amount x state| <= 1e-8 for some choice of one state per element, in bounded time.
+
+    Meet in the middle: each half of the elements enumerates its distinct partial charges (rounded to 1e-9),
+    dropping any that the remaining elements cannot bring back to zero; the halves are then matched by a sorted
+    search. Cost grows with the number of distinct partial charges, not with the product of the state counts;
+    past MAX_CHARGE_SUMS per half it raises ChargeSearchTooLarge instead of running on.
+    """
+    lows = np.array([a * min(s) for a, s in zip(amounts, states)])
+    highs = np.array([a * max(s) for a, s in zip(amounts, states)])
+    halves: tuple[list[int], list[int]] = ([], [])
+    weight = [0.0, 0.0]
+    for j in sorted(range(len(states)), key=lambda j: -len(states[j])):  # balance the log-products of the halves
+        side = int(weight[1] < weight[0])
+        halves[side].append(j)
+        weight[side] += np.log(len(states[j]))
+    sums = []
+    for side, members in enumerate(halves):
+        rest = set(range(len(states)))  # elements not yet added on this side (the other half included)
+        partial = np.zeros(1)
+        for j in members:
+            rest.discard(j)
+            partial = (partial[:, None] + amounts[j] * np.asarray(states[j], float)[None, :]).ravel()
+            partial = np.unique(np.round(partial, 9))
+            idx = list(rest)
+            low, high = lows[idx].sum(), highs[idx].sum()
+            partial = partial[(partial + low <= 1e-8) & (partial + high >= -1e-8)]
+            if partial.size > MAX_CHARGE_SUMS:
+                raise ChargeSearchTooLarge(
+                    f"charge-balance search needs more than {MAX_CHARGE_SUMS:,} distinct partial charges "
+                    f"({len(states)} elements with many-decimal amounts); not featurized")
+            if partial.size == 0:
+                return False
+        sums.append(partial)
+    left, right = sums
+    at = np.searchsorted(right, -left - 1e-8)
+    inside = at < right.size
+    return bool(np.any(right[at[inside]] <= -left[inside] + 1e-8))
 
 
 def _ionic(z: np.ndarray, amount: np.ndarray, electroneg: np.ndarray) -> np.ndarray:
@@ -198,6 +248,10 @@ def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS
             elif group == "valence_orbital":
                 blocks.append(_valence(zb, ab, table))
             else:
-                blocks.append(np.column_stack([_compound_possible(zb, ab, oxidation), _ionic(zb, ab, electroneg)]))
+                possible, too_large = _compound_possible(zb, ab, oxidation)
+                blocks.append(np.column_stack([possible, _ionic(zb, ab, electroneg)]))
+                errors |= {int(rows[i]): f"formula {shorten(formulas[rows[i]])!s}: {reason}" for i, reason in too_large.items()}
         values[rows] = np.concatenate(blocks, axis=1)
+    if errors:
+        values[sorted(errors)] = np.nan
     return pd.DataFrame(values, columns=names), errors
