@@ -26,7 +26,8 @@ split_cfg, featurize_cfg = section(params, "split"), section(params, "featurize"
 out = Path(args.out)
 download_source(source, out / "raw")
 structures, parse_rejects = parse_raw(out / "raw", section(params, "parse")["workers"], section(params, "parse")["timeout_s"])
-index_features, schema, feature_rejects = build_feature_table(structures, featurize_cfg["composition"], geometry=False)
+index_features, schema, feature_rejects = build_feature_table(structures, featurize_cfg["composition"], geometry=False,
+                                                              element_tables=featurize_cfg.get("element_tables"))
 columns = feature_columns(schema, ["composition"])
 primary = pd.read_parquet(args.primary) if cfg["include_primary"] else None
 table = stack_composition_tables(index_features, primary, columns)

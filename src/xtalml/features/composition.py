@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from xtalml.chemistry import ATOMIC_NUMBER, ELEMENTS, FormulaError, parse_formula, shorten
+from xtalml.features.embeddings import EMBEDDING_STATS, ElementTable, load_element_table, pooled_features
 
 MAGPIE_PROPERTIES = (
     "Number", "MendeleevNumber", "AtomicWeight", "MeltingT", "Column", "Row", "CovalentRadius",
@@ -28,10 +29,15 @@ _CHARGE_CHUNK = 1 << 16
 # Cap of the charge-balance search per half of a formula's elements: bounds featurize time per formula
 # (about 0.1 s at the cap); formulas past it are rejected with the reason, never left to run for minutes.
 MAX_CHARGE_SUMS = 1 << 17
+_POOL_CHUNK = 1 << 19  # rows × elements × features pooled at once: temporaries stay small and warm in cache
 
 
-def feature_names(groups: Sequence[str] = GROUPS) -> list[str]:
-    """Column names of the composition features, in matminer's order within each group."""
+def feature_names(groups: Sequence[str] = GROUPS, element_tables: Mapping[str, Any] | None = None) -> list[str]:
+    """Column names of the composition features, in matminer's order within each group.
+
+    element_tables (featurize.element_tables) declares the embedding sets a group may also name.
+    """
+    tables = element_tables or {}
     names: list[str] = []
     for group in groups:
         if group == "magpie":
@@ -42,8 +48,10 @@ def feature_names(groups: Sequence[str] = GROUPS) -> list[str]:
             names += [f"valence_avg_{o}" for o in ORBITALS] + [f"valence_frac_{o}" for o in ORBITALS]
         elif group == "ion_property":
             names += ["ion_compound_possible", "ion_max_ionic_char", "ion_avg_ionic_char"]
+        elif group in tables:
+            names += load_element_table(group, tables[group]).feature_names()
         else:
-            raise ValueError(f"unknown composition feature group {group!r}; choose from {', '.join(GROUPS)}")
+            raise ValueError(f"unknown composition feature group {group!r}; choose from {', '.join((*GROUPS, *tables))}")
     return names
 
 
@@ -229,29 +237,52 @@ def _ionic(z: np.ndarray, amount: np.ndarray, electroneg: np.ndarray) -> np.ndar
     return np.stack([max_ionic, avg_ionic], axis=1)
 
 
-def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS) -> tuple[pd.DataFrame, dict[int, str]]:
+def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS,
+                         element_tables: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, dict[int, str]]:
     """Feature table (one row per formula, NaN rows for bad ones) and {row position: reason} of bad formulas."""
-    names = feature_names(groups)  # validates the group names
+    names = feature_names(groups, element_tables)  # validates the group names
+    tables = {g: load_element_table(g, element_tables[g]) for g in groups if g not in GROUPS}
     table, electroneg, oxidation = elemental_tables()
     z, amount, errors = formula_arrays(formulas)
     n_el = (amount > 0).sum(axis=1)
-    values = np.full((len(z), len(names)), np.nan)
+    values = np.empty((len(z), len(names)))  # every row is written below or set to NaN
+    values[n_el == 0] = np.nan
     for width in np.unique(n_el[n_el > 0]):
         rows = np.flatnonzero(n_el == width)  # one bucket per element count keeps the arrays dense
         zb, ab = z[rows, :width], amount[rows, :width]
-        blocks = []
-        for group in groups:
+        column = 0
+        for group in groups:  # each block straight into its own columns
+            if group in tables:
+                column += _write_pooled(values, column, rows, zb, ab, tables[group], formulas, errors)
+                continue
             if group == "magpie":
-                blocks.append(_magpie(zb, ab, table))
+                block = _magpie(zb, ab, table)
             elif group == "stoichiometry":
-                blocks.append(_stoichiometry(ab))
+                block = _stoichiometry(ab)
             elif group == "valence_orbital":
-                blocks.append(_valence(zb, ab, table))
+                block = _valence(zb, ab, table)
             else:
                 possible, too_large = _compound_possible(zb, ab, oxidation)
-                blocks.append(np.column_stack([possible, _ionic(zb, ab, electroneg)]))
+                block = np.column_stack([possible, _ionic(zb, ab, electroneg)])
                 errors |= {int(rows[i]): f"formula {shorten(formulas[rows[i]])!s}: {reason}" for i, reason in too_large.items()}
-        values[rows] = np.concatenate(blocks, axis=1)
+            values[rows, column:column + block.shape[1]] = block
+            column += block.shape[1]
     if errors:
         values[sorted(errors)] = np.nan
     return pd.DataFrame(values, columns=names), errors
+
+
+def _write_pooled(values: np.ndarray, column: int, rows: np.ndarray, z: np.ndarray, amount: np.ndarray,
+                  table: ElementTable, formulas: Sequence[str], errors: dict[int, str]) -> int:
+    """Pool one element table over a bucket in row chunks (small, cache-sized temporaries); return its width."""
+    width = len(EMBEDDING_STATS) * len(table.columns)
+    step = max(1, _POOL_CHUNK // (z.shape[1] * width))
+    for start in range(0, len(rows), step):
+        part = slice(start, start + step)
+        pooled, lacking = pooled_features(z[part], amount[part], table)
+        values[rows[part], column:column + width] = pooled
+        for i in np.flatnonzero(lacking):
+            absent = [ELEMENTS[el - 1] for el in z[part][i] if el and not table.has[el]]
+            errors.setdefault(int(rows[part][i]), f"formula {shorten(formulas[rows[part][i]])!s}: "
+                                                  f"{', '.join(absent)} not in the {table.name} element table")
+    return width

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from xtalml.features.composition import GROUPS, composition_features
+from xtalml.features.embeddings import MISSING_CELLS_RULE, MISSING_ELEMENT_RULE
 from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
 
 ID_COLUMN = "id"
@@ -23,7 +24,8 @@ ELEMENTAL_EXCEPTIONS = tuple(f"magpie_{s}_SpaceGroupNumber" for s in ("minimum",
 
 
 def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[str] = GROUPS,
-                        geometry: bool = True) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+                        geometry: bool = True, element_tables: Mapping[str, Any] | None = None,
+                        ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(features table, schema dict, rejects) from the parse stage's structures table."""
     rejected = structures["formula_error"].notna()
     rejects = pd.DataFrame({"id": structures.loc[rejected, "id"], "source": structures.loc[rejected, "source"],
@@ -31,7 +33,7 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
     rows = structures.loc[~rejected].reset_index(drop=True)
     formulas = rows["formula"].astype(str)
     unique = formulas.drop_duplicates()
-    comp, errors = composition_features(unique.tolist(), composition_groups)  # once per distinct formula
+    comp, errors = composition_features(unique.tolist(), composition_groups, element_tables)  # once per formula
     comp.index = unique.to_numpy()
     if errors:  # the parse stage already flags bad formulas; this catches any it let through
         bad = {unique.iloc[i]: reason for i, reason in errors.items()}
@@ -64,6 +66,10 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
         "targets": list(TARGET_COLUMNS), "meta": [c for c in META_COLUMNS if c in features],
         "features": {"geometry": geometry_columns, "composition": list(comp.columns)},
     }
+    embedding_sets = [g for g in composition_groups if g not in GROUPS]
+    if embedding_sets:
+        schema["element_tables"] = {"sets": embedding_sets, "missing_cells": MISSING_CELLS_RULE,
+                                    "missing_elements": MISSING_ELEMENT_RULE}
     check_no_label_features(schema)
     return features, schema, rejects.reset_index(drop=True)
 

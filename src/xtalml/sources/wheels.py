@@ -26,8 +26,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel(requirement: str, sha256: str, cache_dir: Path | None = None) -> Path:
-    """Return the wheel for `name==version`, downloaded with pip --no-deps --require-hashes, cached."""
+def fetch_wheel(requirement: str, sha256: str, cache_dir: Path | None = None, python_version: str | None = None) -> Path:
+    """Return the wheel for `name==version`, downloaded with pip --no-deps --require-hashes, cached.
+
+    python_version lets pip fetch a wheel that declares another Python (it is read, never installed).
+    """
     if "==" not in requirement:
         raise ValueError(f"wheel requirement {requirement!r} must be pinned as name==version")
     cache = (cache_dir or default_cache_dir()) / "wheels"
@@ -42,6 +45,8 @@ def fetch_wheel(requirement: str, sha256: str, cache_dir: Path | None = None) ->
         req.write_text(f"{requirement} --hash=sha256:{sha256}\n")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--require-hashes", "-r", str(req), "-d", str(Path(tmp) / "out"), "--quiet"]
+        if python_version:
+            cmd += ["--python-version", str(python_version)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(
@@ -64,3 +69,21 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
         with zf.open(member) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out)
     return dest
+
+
+def extract_folder(wheel: Path, folder: str, dest: Path, suffix: str = "") -> list[Path]:
+    """Copy the files directly under one folder of a wheel (ending in suffix) to dest; nothing else is read."""
+    folder = folder.rstrip("/") + "/"
+    with zipfile.ZipFile(wheel) as zf:
+        members = [m for m in zf.namelist() if m.startswith(folder) and "/" not in m[len(folder):]
+                   and m.endswith(suffix) and m != folder]
+        if not members:
+            raise KeyError(f"{wheel.name} has no files under {folder!r}")
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for member in members:
+            target = dest / Path(member).name
+            with zf.open(member) as src, open(target, "wb") as fh:
+                shutil.copyfileobj(src, fh)
+            out.append(target)
+    return out
