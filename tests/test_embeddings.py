@@ -112,3 +112,26 @@ def test_sets_are_config_and_the_schema_states_the_rules():
     assert schema["features"]["composition"] == feature_names(["magpie", "megnet16"], TABLES)
     with pytest.raises(ValueError, match="choose from .*oliynyk"):
         feature_names(["magpie", "nonsense"], TABLES)
+
+
+def test_predict_featurizes_the_element_tables_its_models_were_trained_on(tmp_path, monkeypatch):
+    import joblib
+    import yaml
+    from sklearn.linear_model import Ridge
+
+    from xtalml.predict import feature_groups, load_predictor, predict_formulas
+
+    formulas = ["NaCl", "Fe2O3", "SiO2", "MgO", "CaTiO3", "Al2O3"]
+    names = feature_names(["magpie", "megnet16"], TABLES)
+    X, _ = composition_features(formulas, ["magpie", "megnet16"], TABLES)
+    task = "volume_per_atom_from_composition"
+    (tmp_path / task).mkdir()
+    joblib.dump({"model": Ridge().fit(X.to_numpy(), range(6)), "feature_names": names, "task": task,
+                 "target": "volume_per_atom"}, tmp_path / task / "ridge.pkl")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"featurize": {"element_tables": TABLES}}))
+    monkeypatch.chdir(tmp_path)  # predict reads the tables from ./params.yaml, as the CLI does
+    predictor = load_predictor(tmp_path, {task: "ridge"})
+    groups, tables = feature_groups(predictor)
+    assert groups[-1] == "megnet16" and list(tables) == ["megnet16"]
+    answers, errors = predict_formulas(predictor, ["NaCl", "Qq"])
+    assert errors and answers[0]["volume_per_atom"] is not None

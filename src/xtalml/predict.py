@@ -15,7 +15,7 @@ from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
 from xtalml.cif.symmetry import space_group_info
 from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
-from xtalml.features.composition import composition_features
+from xtalml.features.composition import GROUPS, composition_features
 from xtalml.config import load_params
 from xtalml.features.geometry import analytic_volume
 
@@ -80,6 +80,18 @@ def _bundle_from_mlflow(run_id: str, tracking_uri: str | None) -> tuple[str, str
     return task, model, joblib.load(path)
 
 
+def feature_groups(predictor: Predictor, params_path: Path = Path("params.yaml")) -> tuple[list[str], dict[str, Any]]:
+    """The composition groups the loaded models were trained on, and the element tables those need."""
+    tables: dict[str, Any] = {}
+    try:
+        tables = load_params(params_path)["featurize"].get("element_tables") or {}
+    except (FileNotFoundError, KeyError):
+        pass
+    names = {n for bundle in predictor.bundles.values() for n in bundle["feature_names"]}
+    needed = [t for t in tables if any(n.startswith(f"{t}_") for n in names)]
+    return [*GROUPS, *needed], {t: tables[t] for t in needed}
+
+
 def calibration_scores(predictor: Predictor) -> list[float]:
     """The conformal calibration scores of the space-group model in use (errors name what to run or choose)."""
     task = "sg_from_composition"
@@ -112,7 +124,8 @@ def _sg_entry(label: str, p: float) -> dict[str, Any]:
 def predict_formulas(predictor: Predictor, formulas: Sequence[str],
                      coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
-    features, errors = composition_features(list(formulas))
+    groups, tables = feature_groups(predictor)
+    features, errors = composition_features(list(formulas), groups, tables)
     good = [i for i in range(len(formulas)) if i not in errors]
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]
     if good:
