@@ -1,4 +1,4 @@
-"""Stage composition_table: COD index (download → parse → featurize) plus the primary formulas, grouped split."""
+"""Stage composition_table: COD index (download → parse → featurize) plus the primary formulas (split by `split`)."""
 
 import argparse
 import json
@@ -10,7 +10,6 @@ from xtalml.cif.dataset import parse_raw, summarise_rejects
 from xtalml.config import load_params, section
 from xtalml.features.table import build_feature_table, feature_columns
 from xtalml.sources.download import download_source
-from xtalml.splitting import grouped_split, overlapping_groups
 from xtalml.tasks import stack_composition_tables
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -22,7 +21,7 @@ args = parser.parse_args()
 
 params = load_params(args.params)
 source, cfg = section(params, "composition_data", ["name"]), section(params, "composition_table")
-split_cfg, featurize_cfg = section(params, "split"), section(params, "featurize")
+featurize_cfg = section(params, "featurize")
 out = Path(args.out)
 download_source(source, out / "raw")
 structures, parse_rejects = parse_raw(out / "raw", section(params, "parse")["workers"], section(params, "parse")["timeout_s"])
@@ -31,16 +30,12 @@ index_features, schema, feature_rejects = build_feature_table(structures, featur
 columns = feature_columns(schema, ["composition"])
 primary = pd.read_parquet(args.primary) if cfg["include_primary"] else None
 table = stack_composition_tables(index_features, primary, columns)
-part = grouped_split(table, split_cfg["group"], "sg_number", split_cfg["test_size"], split_cfg["val_size"], split_cfg["seed"])
-if overlapping_groups(table, part, split_cfg["group"]):
-    raise RuntimeError("composition split leaks formulas across parts")
 table.to_parquet(out / "features.parquet", index=False)
-pd.DataFrame({"id": table["id"], "part": part}).to_parquet(out / "split.parquet", index=False)
 (out / "feature_schema.json").write_text(json.dumps({**schema, "features": {"geometry": [], "composition": columns}}, indent=2) + "\n")
 rejects = pd.concat([parse_rejects, feature_rejects], ignore_index=True)
 rejects.to_parquet(out / "rejects.parquet", index=False)
 Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
 Path(args.metrics).write_text(json.dumps({
     "rows": len(table), "rows_by_source": table["source"].value_counts().to_dict(),
-    "parts": part.value_counts().to_dict(), "rejected": summarise_rejects(rejects)}, indent=2) + "\n")
+    "rejected": summarise_rejects(rejects)}, indent=2) + "\n")
 print(f"composition_table: {len(table)} rows ({table['source'].value_counts().to_dict()}), {len(rejects)} rejects")

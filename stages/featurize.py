@@ -19,7 +19,7 @@ args = parser.parse_args()
 
 cfg = section(load_params(args.params), "featurize", ["geometry", "composition"])
 features, schema, rejects = build_feature_table(pd.read_parquet(args.structures), cfg["composition"], cfg["geometry"],
-                                                cfg.get("element_tables"))
+                                                cfg.get("element_tables"), cfg.get("volume_per_atom_range"))
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 features.to_parquet(out / "features.parquet", index=False)

@@ -18,8 +18,10 @@ def test_dvc_stages_list_only_their_own_params():
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     assert {name: stage["params"] for name, stage in stages.items() if name != "train"} == {
         "download": ["data"], "parse": ["parse"], "featurize": ["featurize"], "split": ["split"],
-        "composition_table": ["composition_data", "composition_table", "parse", "featurize", "split"],
+        "composition_table": ["composition_data", "composition_table", "parse", "featurize"],
         "leakage_audit": ["leakage_audit", "models.random_forest"],
+        "split_modes": ["split", "split_modes", "tasks", "models.random_forest", "models.mlp_regressor", "train.seed",
+                        "train.torch_threads"],
         "conformal": ["conformal", "tasks.${conformal.task}"], "report": ["report", "tasks"]}
     train = stages["train"]["do"]
     assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]

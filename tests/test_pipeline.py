@@ -66,7 +66,12 @@ def test_dvc_repro_split_end_to_end(repo):
     parts = features.merge(split, on="id").groupby("reduced_formula")["part"].nunique()
     assert (parts == 1).all()
     assert len(schema["features"]["composition"]) == 149 and len(schema["features"]["geometry"]) == 16
-    assert json.loads((root / "metrics/split.json").read_text())["overlapping_formulas"] == 0
+    assert json.loads((root / "metrics/split.json").read_text())["formulas_in_two_parts"] == 0
+    # one assignment per formula in every table: the AMCSD rows of the composition table sit where the primary has them
+    both = pd.concat([pd.read_parquet(root / f"data/{t}/features.parquet", columns=["id", "reduced_formula"]).merge(
+        pd.read_parquet(root / f"data/{t}/split.parquet"), on="id") for t in ("processed", "composition")])
+    assert (both.groupby("reduced_formula")["part"].nunique() == 1).all()
+    assert both["id"].str.startswith("amcsd").sum() >= 2 * len(features) - 10  # AMCSD rows are in both tables
 
     again = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
     assert "Running stage" not in again
@@ -157,8 +162,13 @@ def test_report_numbers_trace_to_metrics_files(repo):
     root, _ = repo
     text = (root / "reports" / "report.md").read_text()
     for heading in ("## Data", "## Results per task", "## Beside published figures", "## Leakage audit",
-                    "## Calibrated prediction sets"):
+                    "## Calibrated prediction sets", "## Split by formula and by chemical system"):
         assert heading in text
+    modes = json.loads((root / "metrics" / "split_modes.json").read_text())
+    for task, result in modes["tasks"].items():  # each row: the main split's number from the task's metrics file
+        metric = "accuracy" if "accuracy" in result["test"] else "mae"
+        main = json.loads((root / "metrics" / task / f"{result['model']}.json").read_text())["test"][metric]
+        assert f"| {task} | {result['model']} | " in text and fmt(result["test"][metric]) in text and fmt(main) in text
     for image in [line.split("(")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]:
         assert (root / "reports" / image).stat().st_size > 1000, image
     figures = {p.name for p in (root / "reports" / "figures").iterdir()}

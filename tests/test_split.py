@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xtalml.splitting import grouped_split, overlapping_groups, time_split
+from xtalml.chemistry import reduced_formula
+from xtalml.splitting import (group_labels, grouped_split, near_duplicate_share, overlapping_groups, shared_split,
+                              time_split)
 
 
 def _table(n=3000, seed=0):
@@ -40,3 +42,38 @@ def test_time_split_trains_on_the_past():
     assert overlapping_groups(table, part) == set()
     first = table.groupby("reduced_formula")["year"].transform("min")
     assert (first[part == "test"] > 2000).all() and (first[part.isin(["train", "val"])] <= 2000).all()
+
+
+def _tables(seed=0):
+    rng = np.random.default_rng(seed)
+    formulas = [f"Fe{a}O{b}" for a in range(1, 5) for b in range(1, 5)] + [f"Na{a}Cl{b}" for a in range(1, 4) for b in range(1, 4)]
+    formulas += [f"Si{a}O{b}" for a in range(1, 5) for b in range(1, 5)] + ["Cu", "Zn", "Mg2Si", "CaTiO3", "BaTiO3"]
+
+    def table(n, prefix):
+        picks = rng.choice(formulas, n)
+        return pd.DataFrame({"id": [f"{prefix}{i}" for i in range(n)], "formula": picks,
+                             "reduced_formula": [reduced_formula(f) for f in picks], "year": 2000.0,
+                             "sg_number": rng.integers(1, 6, n)})
+    return {"primary": table(300, "p"), "composition": table(900, "c")}
+
+
+@pytest.mark.parametrize("group", ["reduced_formula", "chemical_system"])
+def test_one_assignment_per_group_in_every_table(group):
+    tables = _tables()
+    cfg = {"method": "grouped", "group": group, "stratify": "sg_number", "test_size": 0.2, "val_size": 0.2, "seed": 1}
+    parts = shared_split(tables, cfg)
+    stacked = pd.concat([t.assign(part=parts[n].to_numpy(), key=group_labels(t, group).to_numpy()) for n, t in tables.items()])
+    assert stacked.groupby("key")["part"].nunique().max() == 1
+    assert stacked.groupby("reduced_formula")["part"].nunique().max() == 1
+    assert set(stacked["part"]) == {"train", "val", "test"}
+    if group == "chemical_system":
+        systems = stacked.groupby("part")["key"].agg(set)
+        assert not systems["train"] & systems["test"] and set(stacked["key"]) >= {"Fe-O", "Cl-Na", "O-Si"}
+    assert shared_split(tables, cfg)["primary"].equals(parts["primary"])  # seeded
+
+
+def test_near_duplicates_are_counted_only_within_the_tolerance():
+    formulas = pd.Series(["Fe2O3", "Fe0.41O0.59", "Fe0.45O0.55", "NaCl", "KCl"])
+    part = pd.Series(["train", "test", "test", "train", "test"])
+    # Fe0.41O0.59 is within 0.02 of Fe2O3 (0.4, 0.6); Fe0.45O0.55 is not; KCl has no train row of its elements
+    assert near_duplicate_share(formulas, part) == pytest.approx(1 / 3)

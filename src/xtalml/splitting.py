@@ -1,9 +1,14 @@
-"""Train/validation/test splits grouped by reduced formula: one compound never sits in two parts."""
+"""Train/validation/test splits grouped by reduced formula or chemical system, one assignment for all tables."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any, Mapping
+
 import numpy as np
 import pandas as pd
+
+from xtalml.chemistry import FormulaError, parse_formula
 
 PARTS = ("train", "val", "test")
 
@@ -78,3 +83,65 @@ def overlapping_groups(table: pd.DataFrame, part: pd.Series, group: str = "reduc
     used = part.isin(PARTS)
     counts = table.loc[used].assign(part=part[used]).groupby(group)["part"].nunique()
     return set(counts[counts > 1].index)
+
+
+GROUP_KEYS = ("reduced_formula", "chemical_system")
+
+
+@lru_cache(maxsize=None)
+def _elements(formula: str) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(parse_formula(formula)))
+    except FormulaError:
+        return ()
+
+
+def group_labels(table: pd.DataFrame, group: str) -> pd.Series:
+    """The grouping key per row: reduced formula, or chemical system (sorted element set, e.g. 'O-Si')."""
+    if group == "chemical_system":
+        systems = table["formula"].astype(str).map(lambda f: "-".join(_elements(f)))
+        return systems.where(systems != "", table["reduced_formula"].astype(str))  # unparsable: its own group
+    if group not in table:
+        raise ValueError(f"split.group={group!r}: choose one of {', '.join(GROUP_KEYS)}")
+    return table[group].astype(str)
+
+
+def shared_split(tables: Mapping[str, pd.DataFrame], cfg: Mapping[str, Any]) -> dict[str, pd.Series]:
+    """One part per group for every table: all tables' groups are split together, so a formula (or chemical
+    system) is in the same part everywhere. Each table's rows need id, formula, reduced_formula, year, label."""
+    stacked = pd.concat([t.assign(_table=name, _group=group_labels(t, cfg["group"]).to_numpy())
+                         for name, t in tables.items()], ignore_index=True)
+    if cfg["method"] == "grouped":
+        part = grouped_split(stacked, "_group", cfg.get("stratify"), cfg["test_size"], cfg["val_size"], cfg["seed"])
+    elif cfg["method"] == "time":
+        part = time_split(stacked, cfg["train_until"], "_group", "year", cfg["val_size"], cfg["seed"])
+    else:
+        raise ValueError(f"split.method={cfg['method']!r}: choose grouped or time")
+    if overlapping_groups(stacked, part, "_group"):
+        raise RuntimeError(f"split leaks groups ({cfg['group']}) across parts")
+    return {name: pd.Series(part[stacked["_table"] == name].to_numpy(), index=t.index, name="part")
+            for name, t in tables.items()}
+
+
+def near_duplicate_share(formulas: pd.Series, part: pd.Series, tolerance: float = 0.02) -> float:
+    """Share of test rows with a train row of the same elements whose atomic fractions all lie within tolerance."""
+    fractions: dict[str, np.ndarray] = {}
+    for formula in formulas.unique():
+        try:
+            amounts = parse_formula(formula)
+        except FormulaError:
+            continue
+        total = sum(amounts.values())
+        fractions[formula] = np.array([amounts[el] / total for el in sorted(amounts)])
+    systems = formulas.map(lambda f: "-".join(_elements(f)))
+    train = pd.DataFrame({"f": formulas[part == "train"], "s": systems[part == "train"]}).drop_duplicates()
+    by_system = {s: np.stack([fractions[f] for f in g["f"] if f in fractions]) for s, g in train.groupby("s") if s}
+    near: dict[str, bool] = {}
+    for formula, system in zip(formulas[part == "test"], systems[part == "test"]):
+        if formula in near:
+            continue
+        candidates = by_system.get(system)
+        near[formula] = bool(candidates is not None and formula in fractions and
+                             (np.abs(candidates - fractions[formula]).max(axis=1) <= tolerance).any())
+    test = formulas[part == "test"]
+    return float(test.map(near).mean()) if len(test) else 0.0

@@ -43,9 +43,13 @@ def task_paths(cfg: Mapping[str, Any], root: Path = Path(".")) -> list[Path]:
     return [root / p for p in TABLES[cfg["table"]]]
 
 
-def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path(".")) -> TaskData:
-    """Rows with a target and complete features, split into parts, rare classes handled as configured."""
+def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None) -> TaskData:
+    """Rows with a target and complete features, split into parts, rare classes handled as configured.
+
+    split replaces the table's split file (another split mode, for comparison).
+    """
     features_path, split_path, schema_path = task_paths(cfg, root)
+    split_path = split or split_path
     for path in (features_path, split_path, schema_path):
         if not path.exists():
             raise FileNotFoundError(f"task {name} needs {path}; run `dvc repro` for the stages that write it")

@@ -56,14 +56,13 @@ def baselines_for(task: TaskData, seed: int) -> dict[str, Any]:
     return {}
 
 
-def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
-                 seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
-    """Everything one `train` stage does; returns the metrics written to out['metrics']."""
-    task = load_task(task_name, task_cfg, root)
-    model = build_model(model_name, model_cfg, seed, task.feature_names)
-    result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
-    if model_name in CLASSICAL and model_cfg.get("cv_folds"):
-        result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
+def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task: TaskData,
+                     seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """Fit on the train rows (validation rows for early stopping where the model takes them); test metrics.
+
+    Returns ({data, train_seconds, test}, test predictions).
+    """
+    result: dict[str, Any] = {"data": {}}
     rows = _subsample(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
     if len(rows) < len(task.y["train"]):
         result["data"]["model_trained_on_rows"] = int(len(rows))
@@ -74,7 +73,6 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
         model.fit(task.X["train"][rows], task.y["train"][rows])
     result["train_seconds"] = round(time.perf_counter() - started, 3)
     predicted = model.predict(task.X["test"])
-    frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
     if task.kind == "classification":
         scores = scores_of(model, task.X["test"])
         result["test"] = classification_metrics(task.y["test"], predicted, scores, getattr(model, "classes_", None))
@@ -85,6 +83,21 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
             result["test"]["stage1_bravais_accuracy"] = float((lattice == truth).mean())
     else:
         result["test"] = regression_metrics(task.y["test"], predicted)
+    return result, predicted
+
+
+def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
+                 seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
+    """Everything one `train` stage does; returns the metrics written to out['metrics']."""
+    task = load_task(task_name, task_cfg, root)
+    model = build_model(model_name, model_cfg, seed, task.feature_names)
+    result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
+    if model_name in CLASSICAL and model_cfg.get("cv_folds"):
+        result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
+    scored, predicted = fit_and_evaluate(model, model_name, model_cfg, task, seed)
+    result["data"] |= scored.pop("data")
+    result |= scored
+    frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
     result["baselines"] = baselines_for(task, seed)
     _write_outputs(model, task, result, frame, out)
     _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out, tracking_uri)

@@ -17,7 +17,7 @@ from xtalml.sources.manifest import read_manifest
 STRUCTURE_COLUMNS = [
     "id", "source", "formula_sum", "formula", "reduced_formula", "formula_error", "elements", "n_elements",
     "a", "b", "c", "alpha", "beta", "gamma", "volume_given", "volume_cell", "z", "z_from_sites",
-    "atoms_in_cell", "atoms_in_cell_sites", "sg_number", "sg_symbol", "sg_source", "crystal_system",
+    "atoms_in_cell", "atoms_error", "atoms_in_cell_sites", "sg_number", "sg_symbol", "sg_source", "crystal_system",
     "bravais_lattice", "year", "temperature_k", "pressure_kpa", "e_above_hull"]
 REJECT_COLUMNS = ["id", "source", "stage", "reason"]
 
@@ -89,12 +89,12 @@ def parse_raw(raw_dir: Path, workers: int = 2, timeout_s: float = 30.0) -> tuple
     structures["source"] = source
     for col in ("sg_number",):
         structures[col] = structures[col].astype("Int64")
-    for col in ("formula_error", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice"):
+    for col in ("formula_error", "atoms_error", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice"):
         structures[col] = structures[col].astype("string")
     structures["elements"] = structures["elements"].map(lambda v: list(v) if isinstance(v, list) else [])
     float_cols = [c for c in STRUCTURE_COLUMNS if c not in (
-        "id", "source", "formula_sum", "formula", "reduced_formula", "formula_error", "elements", "n_elements",
-        "sg_number", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice")]
+        "id", "source", "formula_sum", "formula", "reduced_formula", "formula_error", "atoms_error", "elements",
+        "n_elements", "sg_number", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice")]
     structures[float_cols] = structures[float_cols].astype(float)
     structures["n_elements"] = structures["n_elements"].fillna(0).astype(int)
     structures = structures.sort_values("id", kind="stable").reset_index(drop=True)
@@ -103,9 +103,10 @@ def parse_raw(raw_dir: Path, workers: int = 2, timeout_s: float = 30.0) -> tuple
 
 
 def summarise_rejects(rejects: pd.DataFrame, top: int = 5) -> dict:
-    """Counts of rejects by stage and the most common reasons (quoted inputs and file positions folded to '...')."""
+    """Counts of rejects by stage and the most common reasons (quoted inputs, file positions and decimals folded)."""
     reasons = (rejects["reason"].astype(str).str.replace(r"'[^']*'", "'...'", regex=True)
-               .str.replace(r"\S+\.cif:\d+(:\d+\(\d+\))?( in data_\S*?)?(?=:)", "...", regex=True).str.slice(0, 100))
+               .str.replace(r"\S+\.cif:\d+(:\d+\(\d+\))?( in data_\S*?)?(?=:)", "...", regex=True)
+               .str.replace(r"\d+\.\d+", "#", regex=True).str.slice(0, 100))
     return {"total": int(len(rejects)), "by_stage": rejects["stage"].value_counts().to_dict(),
             "top_reasons": reasons.value_counts().head(top).to_dict()}
 

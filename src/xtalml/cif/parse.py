@@ -106,9 +106,8 @@ def parse_block(block: gemmi.cif.Block) -> dict[str, Any]:
     else:
         raise CifError("no _chemical_formula_sum and no atom sites to derive a composition from")
 
-    atoms_per_formula = sum(amounts.values()) if amounts else math.nan
     z_sites = _z_from_sites(amounts, site_counts)
-    z_used = z if not math.isnan(z) else z_sites
+    atoms, atoms_error = atoms_in_cell(amounts, site_counts, z)
     return {
         "formula_sum": formula_sum,
         "formula": hill_formula(amounts) if amounts else formula_sum,
@@ -121,7 +120,8 @@ def parse_block(block: gemmi.cif.Block) -> dict[str, Any]:
         "volume_cell": volume_cell,
         "z": z,
         "z_from_sites": z_sites,
-        "atoms_in_cell": z_used * atoms_per_formula if not math.isnan(z_used) else math.nan,
+        "atoms_in_cell": atoms,
+        "atoms_error": atoms_error,
         "atoms_in_cell_sites": atoms_in_cell_sites,
         "sg_number": number,
         "sg_symbol": symbol,
@@ -142,6 +142,37 @@ def _z_from_sites(amounts: dict[str, float], site_counts: dict[str, float]) -> f
         return math.nan
     z = heavy_cell / heavy_formula
     return float(round(z)) if round(z) >= 1 and abs(z - round(z)) < 0.1 * z else math.nan
+
+
+def atoms_in_cell(amounts: dict[str, float], site_counts: dict[str, float], z: float,
+                  max_site_difference: float = 0.05) -> tuple[float, str | None]:
+    """(atoms in the unit cell, None) or (NaN, reason): from Z × formula when Z is given, else from the sites.
+
+    From the sites: the non-hydrogen atoms are the site occupancies summed over the expanded cell; hydrogen is
+    counted from its sites when the CIF locates any, else added as (non-H atoms / non-H atoms per formula) × H per
+    formula, because X-ray structures often leave H out. The sites must give the formula's non-hydrogen
+    composition: no atomic fraction may differ by more than max_site_difference.
+    """
+    if not amounts:
+        return math.nan, "no composition"
+    if not math.isnan(z) and z > 0:
+        return z * sum(amounts.values()), None
+    heavy_formula = {el: v for el, v in amounts.items() if el not in ("H", "D")}
+    heavy_sites = {el: v for el, v in site_counts.items() if el not in ("H", "D")}
+    n_formula, n_sites = sum(heavy_formula.values()), sum(heavy_sites.values())
+    hydrogen = site_counts.get("H", 0.0) + site_counts.get("D", 0.0)
+    if n_formula <= 0:  # solid hydrogen: only its sites can count it
+        return (hydrogen, None) if hydrogen > 0 else (math.nan, "hydrogen only, and no hydrogen sites")
+    if n_sites <= 0:
+        return math.nan, "no atom sites to count atoms from"
+    elements = set(heavy_formula) | set(heavy_sites)
+    gap = max(abs(heavy_formula.get(el, 0) / n_formula - heavy_sites.get(el, 0) / n_sites) for el in elements)
+    if gap > max_site_difference:
+        return math.nan, (f"formula and atom sites disagree beyond hydrogen (atomic fractions differ by up to "
+                          f"{gap:.2f})")
+    if hydrogen <= 0:
+        hydrogen = n_sites / n_formula * (amounts.get("H", 0.0) + amounts.get("D", 0.0))
+    return n_sites + hydrogen, None
 
 
 def parse_cif(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:

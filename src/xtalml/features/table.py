@@ -25,8 +25,14 @@ ELEMENTAL_EXCEPTIONS = tuple(f"magpie_{s}_SpaceGroupNumber" for s in ("minimum",
 
 def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[str] = GROUPS,
                         geometry: bool = True, element_tables: Mapping[str, Any] | None = None,
+                        volume_per_atom_range: Sequence[float] | None = None,
                         ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """(features table, schema dict, rejects) from the parse stage's structures table."""
+    """(features table, schema dict, rejects) from the parse stage's structures table.
+
+    A row whose atoms per cell are unknown (atoms_error) or whose volume per atom falls outside
+    volume_per_atom_range keeps its other columns but loses the volume_per_atom target; the rejects list it
+    with the reason, prefixed 'volume_per_atom target dropped'.
+    """
     rejected = structures["formula_error"].notna()
     rejects = pd.DataFrame({"id": structures.loc[rejected, "id"], "source": structures.loc[rejected, "source"],
                             "stage": "featurize", "reason": structures.loc[rejected, "formula_error"].astype(str)})
@@ -45,12 +51,14 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
     comp_rows = comp.loc[formulas.to_numpy()].reset_index(drop=True)
 
     volume = rows["volume_given"].where(rows["volume_given"] > 0, rows["volume_cell"])
+    per_atom, target_rejects = plausible_volume_per_atom(rows, volume, volume_per_atom_range)
+    rejects = pd.concat([rejects, target_rejects])
     table = pd.DataFrame({
         "id": rows["id"], **{c: rows[c] for c in META_COLUMNS if c in rows and c != "atoms_in_cell"},
         "atoms_in_cell": rows["atoms_in_cell"],
         "sg_number": rows["sg_number"], "sg_symbol": rows["sg_symbol"], "crystal_system": rows["crystal_system"],
         "bravais_lattice": rows["bravais_lattice"], "volume": volume,
-        "volume_per_atom": volume / rows["atoms_in_cell"].where(rows["atoms_in_cell"] > 0),
+        "volume_per_atom": per_atom,
     })
     blocks = [table]
     geometry_columns: list[str] = []
@@ -72,6 +80,24 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
                                     "missing_elements": MISSING_ELEMENT_RULE}
     check_no_label_features(schema)
     return features, schema, rejects.reset_index(drop=True)
+
+
+def plausible_volume_per_atom(rows: pd.DataFrame, volume: pd.Series, valid_range: Sequence[float] | None,
+                              ) -> tuple[pd.Series, pd.DataFrame]:
+    """Volume per atom (NaN where the atom count is unknown or the value is implausible) and the target rejects."""
+    per_atom = volume / rows["atoms_in_cell"].where(rows["atoms_in_cell"] > 0)
+    reason = pd.Series(pd.NA, index=rows.index, dtype="string")
+    if "atoms_error" in rows:
+        reason = rows["atoms_error"].astype("string").where(volume.notna())
+    if valid_range is not None:
+        low, high = valid_range
+        outside = per_atom.notna() & ~per_atom.between(low, high)
+        reason[outside] = [f"{v:.2f} Å³/atom outside the plausible range {low:g}-{high:g}" for v in per_atom[outside]]
+    dropped = reason.notna()
+    per_atom = per_atom.where(~dropped)
+    rejects = pd.DataFrame({"id": rows.loc[dropped, "id"], "source": rows.loc[dropped, "source"], "stage": "featurize",
+                            "reason": "volume_per_atom target dropped: " + reason[dropped].astype(str)})
+    return per_atom, rejects
 
 
 def feature_columns(schema: dict, groups: Sequence[str] = ("geometry", "composition")) -> list[str]:
