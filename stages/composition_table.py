@@ -1,4 +1,4 @@
-"""Stage composition_table: COD index (download → parse → featurize) plus the primary formulas (split by `split`)."""
+"""Stage composition_table@<source>: one composition source (download → parse → featurize) plus the primary table's rows."""
 
 import argparse
 import json
@@ -14,13 +14,17 @@ from xtalml.tasks import stack_composition_tables
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
+parser.add_argument("--source", required=True, help="a key of composition_sources in params.yaml")
 parser.add_argument("--primary", default="data/processed/features.parquet")
-parser.add_argument("--out", default="data/composition")
-parser.add_argument("--metrics", default="metrics/composition_table.json")
+parser.add_argument("--out", required=True)
+parser.add_argument("--metrics", required=True)
 args = parser.parse_args()
 
 params = load_params(args.params)
-source, cfg = section(params, "composition_data", ["name"]), section(params, "composition_table")
+sources = section(params, "composition_sources")
+if args.source not in sources:
+    raise SystemExit(f"composition source {args.source!r} is not in params.yaml; composition_sources: {', '.join(sources)}")
+source, cfg = sources[args.source], section(params, "composition_table")
 featurize_cfg = section(params, "featurize")
 out = Path(args.out)
 download_source(source, out / "raw")
@@ -38,4 +42,4 @@ Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
 Path(args.metrics).write_text(json.dumps({
     "rows": len(table), "rows_by_source": table["source"].value_counts().to_dict(),
     "rejected": summarise_rejects(rejects)}, indent=2) + "\n")
-print(f"composition_table: {len(table)} rows ({table['source'].value_counts().to_dict()}), {len(rejects)} rejects")
+print(f"composition_table@{args.source}: {len(table)} rows ({table['source'].value_counts().to_dict()}), {len(rejects)} rejects")

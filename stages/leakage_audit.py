@@ -13,7 +13,7 @@ parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
 parser.add_argument("--features", default="data/processed/features.parquet")
 parser.add_argument("--split", default="data/processed/split.parquet")
-parser.add_argument("--composition", default="data/composition")
+parser.add_argument("--composition", default="data/composition/cod_index")
 parser.add_argument("--metrics", default="metrics/leakage_audit.json")
 args = parser.parse_args()
 

@@ -16,11 +16,13 @@ from xtalml.config import REPO_ROOT, compose
 CLASSICAL = ("logistic_regression", "random_forest", "decision_tree", "adaboost", "svm", "knn")
 TORCH = ("mlp_classifier", "mlp_regressor", "wide_deep", "two_stage", "tabnet")
 # The real config, shrunk: few rows, one or two epochs, two folds.
-TINY = ["data.limit=300", "composition_data.limit=3000", "parse.timeout_s=20",
+TINY = ["data.limit=300", "composition_sources.cod_index.limit=3000", "composition_sources.oqmd_volume.limit=1500",
+        "parse.timeout_s=20",
         *[f"models.{m}.cv_folds=2" for m in CLASSICAL], "models.random_forest.n_estimators=5",
         "models.adaboost.n_estimators=3", "models.logistic_regression.max_iter=50", "models.svm.max_train_rows=500",
         *[f"models.{m}.max_epochs=2" for m in TORCH], "models.tabnet.batch_size=128", "models.tabnet.virtual_batch_size=64",
-        *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")]]
+        *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")],
+        *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet")]]
 
 
 def _run(cmd, cwd, env):
@@ -68,10 +70,17 @@ def test_dvc_repro_split_end_to_end(repo):
     assert len(schema["features"]["composition"]) == 149 and len(schema["features"]["geometry"]) == 16
     assert json.loads((root / "metrics/split.json").read_text())["formulas_in_two_parts"] == 0
     # one assignment per formula in every table: the AMCSD rows of the composition table sit where the primary has them
-    both = pd.concat([pd.read_parquet(root / f"data/{t}/features.parquet", columns=["id", "reduced_formula"]).merge(
-        pd.read_parquet(root / f"data/{t}/split.parquet"), on="id") for t in ("processed", "composition")])
-    assert (both.groupby("reduced_formula")["part"].nunique() == 1).all()
-    assert both["id"].str.startswith("amcsd").sum() >= 2 * len(features) - 10  # AMCSD rows are in both tables
+    tables = ("processed", "composition/cod_index", "composition/oqmd_volume")
+    rows = pd.concat([pd.read_parquet(root / f"data/{t}/features.parquet", columns=["id", "source", "reduced_formula"]).merge(
+        pd.read_parquet(root / f"data/{t}/split.parquet"), on="id").assign(table=t) for t in tables])
+    ours = rows[(rows["source"] != "oqmd_volume") & (rows["part"] != "excluded")]  # OQMD keeps its published split
+    assert (ours.groupby("reduced_formula")["part"].nunique() == 1).all()
+    assert (rows["source"] == "amcsd").sum() == 3 * len(features)  # AMCSD rows are in every table
+    oqmd = rows[rows["source"] == "oqmd_volume"]
+    assert len(oqmd) == 4500 and set(oqmd["part"]) <= {"train", "val", "test", "excluded"}
+    assert (oqmd["id"].str.split("-").str[1] == oqmd["part"]).sum() == (oqmd["part"] != "excluded").sum()
+    used = rows[rows["part"] != "excluded"]  # within a table no formula is in two parts, OQMD included
+    assert (used.groupby(["table", "reduced_formula"])["part"].nunique() == 1).all()
 
     again = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
     assert "Running stage" not in again
@@ -169,6 +178,13 @@ def test_report_numbers_trace_to_metrics_files(repo):
         metric = "accuracy" if "accuracy" in result["test"] else "mae"
         main = json.loads((root / "metrics" / task / f"{result['model']}.json").read_text())["test"][metric]
         assert f"| {task} | {result['model']} | " in text and fmt(result["test"][metric]) in text and fmt(main) in text
+    volume = json.loads((root / "metrics/volume_per_atom_from_composition/mlp_regressor.json").read_text())
+    assert set(volume["test_by_source"]) >= {"oqmd_volume", "amcsd"}  # OQMD test and AMCSD test scored apart
+    assert sum(volume["test_by_source"][s]["n"] for s in ("oqmd_volume", "amcsd")) == volume["test"]["n"]
+    by_source = text.split("## Volume per atom by source of the test rows")[1].split("\n## ")[0]
+    for subset, m in volume["test_by_source"].items():
+        assert f"| volume_per_atom_from_composition | {subset} | mlp_regressor | {fmt(m['n'])} | {fmt(m['mae'])} |" in by_source
+    assert "| published: CrabNet | – | 0.277 |" in by_source
     for image in [line.split("(")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]:
         assert (root / "reports" / image).stat().st_size > 1000, image
     figures = {p.name for p in (root / "reports" / "figures").iterdir()}

@@ -77,3 +77,34 @@ def test_near_duplicates_are_counted_only_within_the_tolerance():
     part = pd.Series(["train", "test", "test", "train", "test"])
     # Fe0.41O0.59 is within 0.02 of Fe2O3 (0.4, 0.6); Fe0.45O0.55 is not; KCl has no train row of its elements
     assert near_duplicate_share(formulas, part) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("group", ["reduced_formula", "chemical_system"])
+def test_published_split_is_kept_and_rows_of_held_out_groups_never_train(group):
+    tables = _tables()
+    published = tables["primary"].iloc[:150].assign(id=lambda t: "pub" + t["id"],
+                                                   published_split=np.resize(["train", "val", "test"], 150))
+    tables["published"] = pd.concat([published, tables["primary"]], ignore_index=True)  # like OQMD + AMCSD rows
+    cfg = {"method": "grouped", "group": group, "stratify": "sg_number", "test_size": 0.2, "val_size": 0.2, "seed": 1}
+    parts = shared_split(tables, cfg)
+    mixed = tables["published"].assign(part=parts["published"].to_numpy(), key=group_labels(tables["published"], group).to_numpy())
+    kept = mixed[mixed["published_split"].notna() & (mixed["part"] != "excluded")]
+    assert (kept["part"] == kept["published_split"]).all()  # a published part is never changed, only excluded
+    assert (mixed["part"] == "excluded").sum() > 0
+    used = mixed[mixed["part"] != "excluded"]
+    assert used.groupby("key")["part"].nunique().max() == 1  # no group in two parts of one table
+    held_out = set(used.loc[used["part"].isin(["val", "test"]), "key"])
+    assert set(mixed.loc[mixed["part"] == "excluded", "key"]) <= held_out  # excluded: its group is held out there
+    assert (parts["primary"] == shared_split({k: tables[k] for k in ("primary", "composition")}, cfg)["primary"]).all()
+
+
+def test_published_split_can_be_replaced_by_ours():
+    tables = _tables()
+    tables["published"] = tables["primary"].assign(id=lambda t: "pub" + t["id"], published_split="train")
+    cfg = {"method": "grouped", "group": "chemical_system", "stratify": "sg_number", "test_size": 0.2, "val_size": 0.2,
+           "seed": 1, "keep_published_split": False}
+    parts = shared_split(tables, cfg)
+    assert set(parts["published"]) == {"train", "val", "test"}  # all rows published as train, now split by our groups
+    stacked = pd.concat([t.assign(part=parts[n].to_numpy(), key=group_labels(t, "chemical_system").to_numpy())
+                         for n, t in tables.items()])
+    assert stacked.groupby("key")["part"].nunique().max() == 1

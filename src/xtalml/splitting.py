@@ -108,19 +108,46 @@ def group_labels(table: pd.DataFrame, group: str) -> pd.Series:
 
 def shared_split(tables: Mapping[str, pd.DataFrame], cfg: Mapping[str, Any]) -> dict[str, pd.Series]:
     """One part per group for every table: all tables' groups are split together, so a formula (or chemical
-    system) is in the same part everywhere. Each table's rows need id, formula, reduced_formula, year, label."""
+    system) is in the same part everywhere. Each table's rows need id, formula, reduced_formula, year, label.
+
+    Rows with a published part (column published_split, e.g. the OQMD benchmark) keep it unless
+    cfg['keep_published_split'] is false (then they are split like the rest). Where a published part
+    meets ours inside one table, a group keeps only its most held-out part (test, then val) there; its other rows
+    in that table become 'excluded' (never trained on), so no table has a group in two parts.
+    """
     stacked = pd.concat([t.assign(_table=name, _group=group_labels(t, cfg["group"]).to_numpy())
                          for name, t in tables.items()], ignore_index=True)
+    published = stacked["published_split"] if "published_split" in stacked else pd.Series(pd.NA, index=stacked.index)
+    fixed = published.isin(PARTS).to_numpy() & bool(cfg.get("keep_published_split", True))
+    free = stacked.loc[~fixed].drop_duplicates("id").reset_index(drop=True)  # a row in several tables counts once
     if cfg["method"] == "grouped":
-        part = grouped_split(stacked, "_group", cfg.get("stratify"), cfg["test_size"], cfg["val_size"], cfg["seed"])
+        ours = grouped_split(free, "_group", cfg.get("stratify"), cfg["test_size"], cfg["val_size"], cfg["seed"])
     elif cfg["method"] == "time":
-        part = time_split(stacked, cfg["train_until"], "_group", "year", cfg["val_size"], cfg["seed"])
+        ours = time_split(free, cfg["train_until"], "_group", "year", cfg["val_size"], cfg["seed"])
     else:
         raise ValueError(f"split.method={cfg['method']!r}: choose grouped or time")
-    if overlapping_groups(stacked, part, "_group"):
+    if overlapping_groups(free, ours, "_group"):
         raise RuntimeError(f"split leaks groups ({cfg['group']}) across parts")
+    part = pd.Series("train", index=stacked.index, dtype=object)
+    part[~fixed] = stacked.loc[~fixed, "id"].map(pd.Series(ours.to_numpy(), index=free["id"])).to_numpy()
+    part[fixed] = published[fixed].astype(str).to_numpy()
+    rank = part.map({"train": 0, "val": 1, "test": 2})
+    held_out = rank.groupby([stacked["_table"], stacked["_group"]]).transform("max")
+    part[rank.notna() & (rank < held_out)] = "excluded"
     return {name: pd.Series(part[stacked["_table"] == name].to_numpy(), index=t.index, name="part")
             for name, t in tables.items()}
+
+
+SPLIT_COLUMNS = ("id", "source", "formula", "reduced_formula", "year", "published_split")
+
+
+def read_split_columns(path, stratify: str | None) -> pd.DataFrame:
+    """The columns shared_split needs from a feature table (published_split only where the table has it)."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)
+    wanted = [*SPLIT_COLUMNS, *([stratify] if stratify else [])]
+    return pd.read_parquet(path, columns=[c for c in wanted if c in present])
 
 
 def near_duplicate_share(formulas: pd.Series, part: pd.Series, tolerance: float = 0.02) -> float:

@@ -12,11 +12,7 @@ import pandas as pd
 
 from xtalml.features.table import feature_columns
 
-TABLES = {
-    "primary": ("data/processed/features.parquet", "data/processed/split.parquet", "data/processed/feature_schema.json"),
-    "composition": ("data/composition/features.parquet", "data/composition/split.parquet",
-                    "data/composition/feature_schema.json"),
-}
+PRIMARY_TABLE = "primary"  # the `data` source's table (cells and compositions); every other table is a composition source
 BASELINE_COLUMNS = ("geom_volume_analytic", "magpie_mean_GSvolume_pa")
 PARTS = ("train", "val", "test")
 
@@ -36,11 +32,22 @@ class TaskData:
     inputs: list[Path] = field(default_factory=list)
 
 
+def table_folder(table: str) -> Path:
+    """Folder of a table: the primary source's, or a composition source's (a key of `composition_sources`)."""
+    if not str(table).isidentifier():
+        raise ValueError(f"task table {table!r}: name '{PRIMARY_TABLE}' or a key of composition_sources")
+    return Path("data/processed") if table == PRIMARY_TABLE else Path("data/composition") / table
+
+
 def task_paths(cfg: Mapping[str, Any], root: Path = Path(".")) -> list[Path]:
     """Feature table, split and schema files a task reads."""
-    if cfg["table"] not in TABLES:
-        raise ValueError(f"task table {cfg['table']!r} is not one of {', '.join(TABLES)}")
-    return [root / p for p in TABLES[cfg["table"]]]
+    folder = root / table_folder(cfg["table"])
+    return [folder / "features.parquet", folder / "split.parquet", folder / "feature_schema.json"]
+
+
+def model_config(task_cfg: Mapping[str, Any], model_name: str, models: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's settings for one task: models.<name>, with the task's model_overrides.<name> on top."""
+    return {**models[model_name], **(task_cfg.get("model_overrides") or {}).get(model_name, {})}
 
 
 def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None) -> TaskData:
@@ -59,7 +66,7 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
         raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {schema_path}")
     target = cfg["target"]
     table = pd.read_parquet(features_path)
-    keep = ["id", "reduced_formula", target, *names, *[c for c in BASELINE_COLUMNS if c in table and c not in names]]
+    keep = ["id", "reduced_formula", *(["source"] if "source" in table and target != "source" else []), target, *names, *[c for c in BASELINE_COLUMNS if c in table and c not in names]]
     table = table[keep].merge(pd.read_parquet(split_path), on="id", how="inner")
     table = table[table["part"].isin(PARTS)]
     info: dict[str, Any] = {"rows_in_table": int(len(table))}
@@ -100,9 +107,9 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
 
 def stack_composition_tables(index_features: pd.DataFrame, primary_features: pd.DataFrame | None,
                              composition_columns: list[str]) -> pd.DataFrame:
-    """COD-index rows plus (optionally) the primary table's rows, composition features and labels only."""
+    """A composition source's rows plus (optionally) the primary table's rows, composition features and targets."""
     columns = ["id", "source", "formula", "reduced_formula", "year", "sg_number", "sg_symbol", "crystal_system",
-               "bravais_lattice", *composition_columns]
+               "bravais_lattice", "volume_per_atom", "published_split", *composition_columns]
     frames = [index_features[[c for c in columns if c in index_features]]]
     if primary_features is not None:
         frames.append(primary_features[[c for c in columns if c in primary_features]])

@@ -16,7 +16,7 @@ from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_bas
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of
 from xtalml.models.registry import CLASSICAL, build_model
 from xtalml.splitting import grouped_kfold
-from xtalml.tasks import TaskData, load_task
+from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import file_digest, flatten, git_commit, log_run, numeric_metrics
 
 MAX_MODEL_ARTIFACT_BYTES = 200 * 1024 * 1024
@@ -43,17 +43,34 @@ def cross_validate(model, task: TaskData, folds: int, max_rows: int | None, seed
             "accuracy_std": float(np.std(scores)), "accuracy_per_fold": scores}
 
 
-def baselines_for(task: TaskData, seed: int) -> dict[str, Any]:
-    """Baselines on the same split as the model."""
+def baselines_for(task: TaskData, seed: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Baselines on the same split as the model (on the test rows selected by the boolean mask `rows`)."""
+    rows = np.ones(len(task.y["test"]), dtype=bool) if rows is None else rows
+    test, train, y_test = task.frames["test"][rows], task.frames["train"], task.y["test"][rows]
     if task.kind == "classification":
-        return classifier_baselines(task.y["train"], task.y["test"], seed)
-    test, train = task.frames["test"], task.frames["train"]
+        return classifier_baselines(task.y["train"], y_test, seed)
     if task.target == "volume" and "geom_volume_analytic" in test:
-        return analytic_volume_baseline(test["geom_volume_analytic"], task.y["test"])
+        return analytic_volume_baseline(test["geom_volume_analytic"], y_test)
     if "magpie_mean_GSvolume_pa" in test:
         return elemental_volume_baseline(train["magpie_mean_GSvolume_pa"], task.y["train"],
-                                         test["magpie_mean_GSvolume_pa"], task.y["test"])
+                                         test["magpie_mean_GSvolume_pa"], y_test)
     return {}
+
+
+def test_subsets(task: TaskData) -> dict[str, np.ndarray]:
+    """Test rows per source where a table mixes sources, and each source's rows whose formula no other source trains on."""
+    test, train = task.frames["test"], task.frames["train"]
+    if "source" not in test or test["source"].nunique() < 2:
+        return {}
+    subsets = {}
+    for source in sorted(test["source"].unique()):
+        rows = (test["source"] == source).to_numpy()
+        subsets[source] = rows
+        others = set(train.loc[train["source"] != source, "reduced_formula"])
+        unseen = rows & ~test["reduced_formula"].isin(others).to_numpy()
+        if (unseen != rows).any():  # the split's exclusion rule usually makes these equal
+            subsets[f"{source}_formula_not_in_other_sources_train"] = unseen
+    return {name: rows for name, rows in subsets.items() if rows.any()}
 
 
 def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task: TaskData,
@@ -73,9 +90,14 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         model.fit(task.X["train"][rows], task.y["train"][rows])
     result["train_seconds"] = round(time.perf_counter() - started, 3)
     predicted = model.predict(task.X["test"])
+    subsets = test_subsets(task)
     if task.kind == "classification":
         scores = scores_of(model, task.X["test"])
-        result["test"] = classification_metrics(task.y["test"], predicted, scores, getattr(model, "classes_", None))
+        classes = getattr(model, "classes_", None)
+        result["test"] = classification_metrics(task.y["test"], predicted, scores, classes)
+        result["test_by_source"] = {name: classification_metrics(
+            task.y["test"][rows], predicted[rows], None if scores is None else scores[rows], classes, per_class=False)
+            for name, rows in subsets.items()}
         if hasattr(model, "predict_lattice_proba"):
             from xtalml.models.two_stage import lattice_of
             lattice = model.lattice_model_.classes_[model.predict_lattice_proba(task.X["test"]).argmax(axis=1)]
@@ -83,6 +105,10 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
             result["test"]["stage1_bravais_accuracy"] = float((lattice == truth).mean())
     else:
         result["test"] = regression_metrics(task.y["test"], predicted)
+        result["test_by_source"] = {name: regression_metrics(task.y["test"][rows], predicted[rows])
+                                    for name, rows in subsets.items()}
+    if not result["test_by_source"]:
+        del result["test_by_source"]
     return result, predicted
 
 
@@ -90,6 +116,7 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
                  seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
     """Everything one `train` stage does; returns the metrics written to out['metrics']."""
     task = load_task(task_name, task_cfg, root)
+    model_cfg = model_config(task_cfg, model_name, {model_name: model_cfg})
     model = build_model(model_name, model_cfg, seed, task.feature_names)
     result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
     if model_name in CLASSICAL and model_cfg.get("cv_folds"):
@@ -99,6 +126,8 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
     result |= scored
     frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
     result["baselines"] = baselines_for(task, seed)
+    if "test_by_source" in result:
+        result["baselines_by_source"] = {name: baselines_for(task, seed, rows) for name, rows in test_subsets(task).items()}
     _write_outputs(model, task, result, frame, out)
     _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out, tracking_uri)
     return result
@@ -126,7 +155,8 @@ def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out
 
 
 def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, result, out, tracking_uri) -> None:
-    metrics = numeric_metrics(result["test"], "test.") | numeric_metrics(result.get("cv", {}), "cv.")
+    metrics = (numeric_metrics(result["test"], "test.") | numeric_metrics(result.get("cv", {}), "cv.")
+               | numeric_metrics(result.get("test_by_source", {}), "test_by_source."))
     for name, values in result["baselines"].items():
         metrics |= numeric_metrics(values, f"baseline.{name}.")
     metrics["train_seconds"] = result["train_seconds"]

@@ -13,12 +13,14 @@ from xtalml.cif.symmetry import space_group_info
 from xtalml.sources.cod_index import read_cod_index
 from xtalml.sources.download import FAILURES_NAME
 from xtalml.sources.manifest import read_manifest
+from xtalml.sources.oqmd_volume import read_oqmd_volume
 
 STRUCTURE_COLUMNS = [
     "id", "source", "formula_sum", "formula", "reduced_formula", "formula_error", "elements", "n_elements",
     "a", "b", "c", "alpha", "beta", "gamma", "volume_given", "volume_cell", "z", "z_from_sites",
     "atoms_in_cell", "atoms_error", "atoms_in_cell_sites", "sg_number", "sg_symbol", "sg_source", "crystal_system",
-    "bravais_lattice", "year", "temperature_k", "pressure_kpa", "e_above_hull"]
+    "bravais_lattice", "year", "temperature_k", "pressure_kpa", "e_above_hull", "volume_per_atom_given",
+    "published_split"]
 REJECT_COLUMNS = ["id", "source", "stage", "reason"]
 
 
@@ -53,6 +55,20 @@ def index_structures(index_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), rejects
 
 
+def volume_table_structures(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Structure rows (composition, volume per atom, published part) from the OQMD benchmark's part files."""
+    parts = tuple(sorted({p.stem for p in folder.glob("*.csv")}, key=("train", "val", "test").index))
+    table = read_oqmd_volume(folder, parts)
+    table["id"] = "oqmd-" + table["published_split"] + "-" + table.groupby("published_split").cumcount().astype(str)
+    comp = {f: _composition_columns(f) for f in table["formula"].unique()}
+    rows = pd.DataFrame([comp[f] for f in table["formula"]])
+    rows.insert(0, "id", table["id"].to_numpy())
+    rows["formula_sum"] = table["formula"].to_numpy()
+    rows["volume_per_atom_given"] = table["volume_per_atom"].to_numpy()
+    rows["published_split"] = table["published_split"].to_numpy()
+    return rows, pd.DataFrame(columns=["id", "reason"])
+
+
 def cif_structures(paths: dict[str, Path], workers: int, timeout_s: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Parse CIF files in parallel; a file that fails, crashes its worker or times out becomes a reject."""
     key_of = {str(p): k for k, p in paths.items()}
@@ -79,6 +95,8 @@ def parse_raw(raw_dir: Path, workers: int = 2, timeout_s: float = 30.0) -> tuple
     download_rejects["stage"] = "download"
     if source == "cod_index":
         structures, rejects = index_structures(raw_dir / manifest["path"].iloc[0])
+    elif source == "oqmd_volume":
+        structures, rejects = volume_table_structures((raw_dir / manifest["path"].iloc[0]).parent)
     else:
         paths = {k: raw_dir / p for k, p in zip(manifest["id"], manifest["path"])}
         structures, rejects = cif_structures(paths, workers, timeout_s)
@@ -89,12 +107,13 @@ def parse_raw(raw_dir: Path, workers: int = 2, timeout_s: float = 30.0) -> tuple
     structures["source"] = source
     for col in ("sg_number",):
         structures[col] = structures[col].astype("Int64")
-    for col in ("formula_error", "atoms_error", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice"):
+    for col in ("formula_error", "atoms_error", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice",
+                "published_split"):
         structures[col] = structures[col].astype("string")
     structures["elements"] = structures["elements"].map(lambda v: list(v) if isinstance(v, list) else [])
     float_cols = [c for c in STRUCTURE_COLUMNS if c not in (
         "id", "source", "formula_sum", "formula", "reduced_formula", "formula_error", "atoms_error", "elements",
-        "n_elements", "sg_number", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice")]
+        "n_elements", "sg_number", "sg_symbol", "sg_source", "crystal_system", "bravais_lattice", "published_split")]
     structures[float_cols] = structures[float_cols].astype(float)
     structures["n_elements"] = structures["n_elements"].fillna(0).astype(int)
     structures = structures.sort_values("id", kind="stable").reset_index(drop=True)

@@ -14,7 +14,7 @@ from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
 ID_COLUMN = "id"
 GROUP_COLUMN = "reduced_formula"
 TARGET_COLUMNS = ("sg_number", "sg_symbol", "crystal_system", "bravais_lattice", "volume", "volume_per_atom")
-META_COLUMNS = ("source", "formula", "reduced_formula", "year", "atoms_in_cell", "e_above_hull")
+META_COLUMNS = ("source", "formula", "reduced_formula", "year", "atoms_in_cell", "e_above_hull", "published_split")
 # Words that mark a column as derived from the symmetry labels; no feature may carry them.
 LABEL_WORDS = ("space_group", "spacegroup", "sg_", "hall", "hermann", "h-m", "crystal_system", "bravais",
                "cell_setting", "lattice_type", "int_tables")
@@ -31,7 +31,8 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
 
     A row whose atoms per cell are unknown (atoms_error) or whose volume per atom falls outside
     volume_per_atom_range keeps its other columns but loses the volume_per_atom target; the rejects list it
-    with the reason, prefixed 'volume_per_atom target dropped'.
+    with the reason, prefixed 'volume_per_atom target dropped'. A source that gives the volume per atom itself
+    (volume_per_atom_given, e.g. OQMD) keeps its published value: the range guards against wrong atom counts.
     """
     rejected = structures["formula_error"].notna()
     rejects = pd.DataFrame({"id": structures.loc[rejected, "id"], "source": structures.loc[rejected, "source"],
@@ -52,6 +53,8 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
 
     volume = rows["volume_given"].where(rows["volume_given"] > 0, rows["volume_cell"])
     per_atom, target_rejects = plausible_volume_per_atom(rows, volume, volume_per_atom_range)
+    if "volume_per_atom_given" in rows:
+        per_atom = rows["volume_per_atom_given"].where(rows["volume_per_atom_given"].notna(), per_atom)
     rejects = pd.concat([rejects, target_rejects])
     table = pd.DataFrame({
         "id": rows["id"], **{c: rows[c] for c in META_COLUMNS if c in rows and c != "atoms_in_cell"},

@@ -1,4 +1,5 @@
-"""TabNet volume regressor (pytorch-tabnet) behind the scikit-learn interface, target log(1 + volume) standardised."""
+"""TabNet volume regressor (pytorch-tabnet) behind the scikit-learn interface: inputs standardised on train,
+target log(1 + volume) standardised."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ class TabNetVolumeRegressor(RegressorMixin, BaseEstimator):
         from pytorch_tabnet.tab_model import TabNetRegressor
 
         seed_everything(self.seed)
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X, dtype=np.float64)
+        self.x_mean_ = np.nanmean(X, axis=0)
+        self.x_std_ = np.nanstd(X, axis=0)
+        self.x_std_[~(self.x_std_ > 0)] = 1.0  # constant columns stay 0 after centring
+        X = self._scale(X)
         raw = np.log1p(np.asarray(y, dtype=float))
         self.y_mean_, self.y_std_ = float(raw.mean()), float(raw.std() or 1.0)
         target = self._encode(y)
@@ -35,7 +40,7 @@ class TabNetVolumeRegressor(RegressorMixin, BaseEstimator):
             X_val, val_target = X[order[:cut]], target[order[:cut]]
             X, target = X[order[cut:]], target[order[cut:]]
         else:
-            X_val = np.asarray(X_val, dtype=np.float32)
+            X_val = self._scale(X_val)
             val_target = self._encode(y_val)
         self.model_ = TabNetRegressor(
             n_d=self.n_d, n_a=self.n_a, n_steps=self.n_steps, gamma=self.gamma, lambda_sparse=self.lambda_sparse,
@@ -52,9 +57,12 @@ class TabNetVolumeRegressor(RegressorMixin, BaseEstimator):
         self.feature_importances_ = np.asarray(self.model_.feature_importances_)
         return self
 
+    def _scale(self, X) -> np.ndarray:
+        return ((np.asarray(X, dtype=np.float64) - self.x_mean_) / self.x_std_).astype(np.float32)
+
     def _encode(self, y) -> np.ndarray:
         return ((np.log1p(np.asarray(y, dtype=float)) - self.y_mean_) / self.y_std_).astype(np.float32).reshape(-1, 1)
 
     def predict(self, X) -> np.ndarray:
-        z = self.model_.predict(np.asarray(X, dtype=np.float32)).ravel().astype(float)
+        z = self.model_.predict(self._scale(X)).ravel().astype(float)
         return np.expm1(z * self.y_std_ + self.y_mean_)

@@ -14,9 +14,10 @@ from xtalml.sources.cod_index import COD_INDEX_MEMBER, truncate_cod_index
 from xtalml.sources.cod_online import CodQuery, download_cifs, search_cod_ids
 from xtalml.sources.local import copy_local_cifs
 from xtalml.sources.manifest import write_manifest
+from xtalml.sources.oqmd_volume import copy_oqmd_volume
 from xtalml.sources.wheels import default_cache_dir, extract_member, fetch_wheel
 
-SOURCES = ("amcsd", "cod_index", "cod", "local")
+SOURCES = ("amcsd", "cod_index", "oqmd_volume", "cod", "local")
 FAILURES_NAME = "download_failures.csv"
 
 
@@ -44,6 +45,8 @@ def download_source(cfg: Mapping[str, Any], raw_dir: Path) -> pd.DataFrame:
             if limit is not None:
                 truncate_cod_index(path, limit)
             files = {"cod_index": path}
+    elif name == "oqmd_volume":
+        files = copy_oqmd_volume(cfg, raw_dir / "oqmd_volume")
     elif name == "cod":
         query = CodQuery(elements=list(cfg.get("elements") or []),
                          exclude_elements=list(cfg.get("exclude_elements") or []),

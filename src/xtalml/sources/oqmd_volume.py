@@ -27,11 +27,26 @@ def read_oqmd_volume(folder: Path, parts: tuple[str, ...] = ("train", "val", "te
     return pd.concat(frames, ignore_index=True)
 
 
-def load_oqmd_volume(cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
-    """Fetch the pinned crabnet wheel (hash checked), copy only the benchmark folder to dest, read it."""
+def copy_oqmd_volume(cfg: Mapping[str, Any], dest: Path) -> dict[str, Path]:
+    """Fetch the pinned crabnet wheel (hash checked), copy only the benchmark's part files to dest.
+
+    With cfg['limit'], each part keeps its first `limit` rows (small configs); returns {'oqmd_<part>': path}.
+    """
     if cfg["folder"] != OQMD_VOLUME_FOLDER:
         raise ValueError(f"only {OQMD_VOLUME_FOLDER} may be read from the crabnet wheel, not {cfg['folder']!r}")
     cache = Path(cfg["cache_dir"]).expanduser() if cfg.get("cache_dir") else default_cache_dir()
     wheel = fetch_wheel(cfg["wheel"], cfg["sha256"], cache, python_version=cfg.get("python_version"))
     extract_folder(wheel, cfg["folder"], dest, suffix=".csv")
-    return read_oqmd_volume(dest, tuple(cfg.get("parts") or ("train", "val", "test")), cfg.get("limit"))
+    parts = tuple(cfg.get("parts") or ("train", "val", "test"))
+    for path in dest.glob("*.csv"):
+        if path.stem not in parts:
+            path.unlink()
+        elif cfg.get("limit") is not None:
+            pd.read_csv(path, dtype={"formula": str}, nrows=int(cfg["limit"])).to_csv(path, index=False)
+    return {f"oqmd_{part}": dest / f"{part}.csv" for part in parts}
+
+
+def load_oqmd_volume(cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
+    """Fetch the pinned crabnet wheel (hash checked), copy only the benchmark folder to dest, read it."""
+    copy_oqmd_volume(cfg, dest)
+    return read_oqmd_volume(dest, tuple(cfg.get("parts") or ("train", "val", "test")))
