@@ -9,21 +9,18 @@ import time
 import warnings
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pymatgen.core import Composition
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import Ridge
 
 from xtalml import predict as predict_module
 from xtalml.chemistry import ELEMENTS, MAX_AMOUNT, FormulaError, parse_formula, shorten
 from xtalml.cif.parse import parse_cif
 from xtalml.cli import main
 from xtalml.features.composition import (MAX_CHARGE_SUMS, ChargeSearchTooLarge, charge_balanced, composition_features,
-                                         elemental_tables, feature_names)
+                                         elemental_tables)
 from xtalml.predict import load_predictor, predict_cifs
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -33,32 +30,7 @@ BOUND_MS = 5000
 HUNT = int(os.environ.get("XTALML_HUNT", "0"))
 PROPERTY = settings(deadline=BOUND_MS, derandomize=not HUNT, database=None, max_examples=HUNT or 150,
                     suppress_health_check=[HealthCheck.too_slow])
-TASK_FILES = {"bravais_from_composition": ("random_forest", "bravais_lattice"),
-              "sg_from_composition": ("random_forest", "sg_number"),
-              "volume_per_atom_from_composition": ("ridge", "volume_per_atom")}
-CHOICE = {task: model for task, (model, _) in TASK_FILES.items()}
-MODEL_FLAGS = ["--volume-per-atom-from-composition", "ridge"]
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, cod_cif_dir):
-    """Small real models (random forests, ridge) fitted on the shared COD CIFs, saved as the train stage saves them."""
-    rows = [row for path in sorted(cod_cif_dir.glob("*.cif")) for row in parse_cif(path)[0] if not row["formula_error"]]
-    X, errors = composition_features([r["formula"] for r in rows])
-    keep = [i for i in range(len(rows)) if i not in errors]
-    X, rows = X.iloc[keep].to_numpy(float), [rows[i] for i in keep]
-    folder = tmp_path_factory.mktemp("models")
-    for task, (name, target) in TASK_FILES.items():
-        if target == "volume_per_atom":
-            y = np.array([r["volume_cell"] / r["atoms_in_cell_sites"] for r in rows])
-            ok = np.isfinite(y)
-            model = Ridge().fit(X[ok], y[ok])
-        else:
-            model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, [str(r[target]) for r in rows])
-        (folder / task).mkdir()
-        joblib.dump({"model": model, "feature_names": feature_names(), "task": task, "target": target},
-                    folder / task / f"{name}.pkl")
-    return folder
+from conftest import CHOICE, MODEL_FLAGS  # noqa: E402  (models_dir: small real models, in conftest)
 
 
 def _predict(capsys, models_dir, *inputs):

@@ -24,7 +24,8 @@ def test_dvc_stages_list_only_their_own_params():
         "leakage_audit": ["leakage_audit", "models.random_forest"],
         "split_modes": ["split", "split_modes", "tasks", "models.random_forest", "models.mlp_regressor", "train.seed",
                         "train.torch_threads"],
-        "conformal": ["conformal", "tasks.${conformal.task}"], "report": ["report", "tasks"]}
+        "conformal": ["conformal", "tasks.${conformal.task}"], "report": ["report", "tasks"],
+        "register": ["tasks", "train.runs", "train.torch_threads", "featurize.element_tables"]}
     train = stages["train"]["do"]
     assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
     assert {"${item.features}", "${item.split}"} <= set(train["deps"])

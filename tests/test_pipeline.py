@@ -137,9 +137,11 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
         assert ('"rect"' in spec) == path.endswith("confusion.csv"), path  # confusion matrices as heat maps
     assert {"volume_from_geometry predicted vs true", "volume_per_atom_from_composition predicted vs true"} <= set(shown)
 
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     assert {r["task"] for r in runs.values()} <= experiments.keys()
     logged = client.search_runs([experiments[t] for t in {r["task"] for r in runs.values()}], max_results=1000)
@@ -148,8 +150,37 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
         assert run.data.tags["git_commit"] and any(k.startswith("data.") for k in run.data.tags)
         assert any(k.startswith("test.") for k in run.data.metrics) and any(k.startswith("baseline.") for k in run.data.metrics)
         assert "model.kind" in run.data.params
+        contexts = {i.tags[0].value for i in run.inputs.dataset_inputs if i.tags}
+        assert contexts == {"training", "validation", "test"}, run.info.run_name  # the Dataset column fills
+        assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["train_seconds"]  # opened before fit
+        model = mlflow.pyfunc.load_model(run.data.tags["model_uri"])  # the Model column: an MLflow model with signature
+        assert model.metadata.signature is not None
     history = client.get_metric_history(next(r.info.run_id for r in logged if r.info.run_name == "wide_deep"), "val_loss")
     assert len(history) >= 1 and history[0].step == 0
+
+
+def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
+    import mlflow
+
+    root, _ = repo
+    register = json.loads((root / "metrics" / "register.json").read_text())
+    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
+    assert set(register["tasks"]) == {r["task"] for r in runs.values()}
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)
+    for task, chosen in register["tasks"].items():
+        scores = chosen["validation"]
+        best = (max if chosen["metric"] == "accuracy" else min)(scores.values())
+        assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs.values() if r["task"] == task}
+        version = client.get_model_version_by_alias(f"xtalml-{task}", "champion")
+        assert version.tags["model"] == chosen["champion"]
+        model = mlflow.pyfunc.load_model(f"models:/xtalml-{task}@champion")
+        assert model.metadata.signature is not None and model.metadata.get_input_schema() is not None
+        assert client.get_experiment_by_name(task).tags["mlflow.experimentKind"] == "custom_model_development"
+    predictor = mlflow.pyfunc.load_model("models:/xtalml-predictor@champion")
+    out = predictor.predict(pd.DataFrame({"formula": ["Fe2O3", "Qq"]}))
+    assert pd.isna(out.loc[0, "error"]) and out.loc[0, "volume_per_atom"] > 0 and "Qq" in out.loc[1, "error"]
 
 
 def _report_tables(text: str) -> dict[str, pd.DataFrame]:
@@ -246,7 +277,7 @@ def test_exp_run_on_one_model_param_reruns_only_that_model(repo):
                 "-S", "split.seed=11", "-S", "models.knn.n_neighbors=3"], root, env)
     reran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert reran == {"train@sg_from_geometry--knn", "train@bravais_from_composition--knn", "train@sg_from_composition--knn",
-                     "report"}  # the report reads every metrics file, so it is rewritten too
+                     "register", "report"}  # new model files: the champions are chosen again; the report reads every metrics file
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -303,3 +334,28 @@ def test_predict_answers_good_inputs_and_names_bad_ones(repo, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--models", str(tmp_path)],
                              cwd=root, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "is missing: run `dvc repro train@" in missing.stderr
+
+
+def test_a_queued_sweep_with_two_workers_lands_in_the_project_store(repo):
+    from mlflow.tracking import MlflowClient
+
+    root, env = repo
+    for k in (4, 6):
+        _run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"knn-{k}", *[a for o in TINY for a in ("-S", o)],
+              "-S", "split.seed=11", "-S", f"models.knn.n_neighbors={k}"], root, env)
+    _run([sys.executable, "-m", "dvc", "exp", "run", "--run-all", "-j", "2"], root, env)
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="attributes.run_name = 'knn'", max_results=1000)
+    swept = {}
+    for run in runs:
+        if run.data.tags.get("dvc.exp_name", "").startswith("knn-"):
+            swept.setdefault(run.data.tags["dvc.exp_name"], []).append(run)
+    assert set(swept) == {"knn-4", "knn-6"}  # both workers' runs reached the project's store, none lost
+    for name, found in swept.items():
+        assert len(found) == 3 and all(f"models.knn.n_neighbors={name[4:]}" in r.data.tags["dvc.overrides"] for r in found)
+        assert all(r.data.params["model.n_neighbors"] == name[4:] for r in found)
+        assert all(r.data.tags.get("model_uri") and r.inputs.dataset_inputs for r in found)
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=root, env=env, capture_output=True,
+                           text=True, check=True).stdout
+    assert "knn-4" in shown and "knn-6" in shown

@@ -86,12 +86,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="use this MLflow run's logged model for its task instead of the file under --models (repeatable)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds one CIF file may take to parse (default: parse.timeout_s of params.yaml, else 30)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for --mlflow-run (default sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI for --mlflow-run and --model-uri (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--model-uri", default=None, metavar="URI",
+                   help="answer with a registered predictor instead of --models, e.g. models:/xtalml-predictor@champion")
     for task, model in DEFAULT_MODELS.items():
         p.add_argument(f"--{task.replace('_', '-')}", default=model, metavar="MODEL", help=f"model for {task} (default {model})")
     args = parser.parse_args(argv)
 
     formulas, cifs, errors = _read_inputs(args.inputs)
+    if args.model_uri:
+        return _predict_with_model_uri(args, formulas, cifs, errors)
     choice = {task: getattr(args, task) for task in DEFAULT_MODELS}
     try:
         predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri)
@@ -112,6 +117,44 @@ def main(argv: list[str] | None = None) -> int:
         table = answers_table(answers)
         print(table.to_csv(index=False) if args.format == "csv" else table.to_string(index=False), end="")
         print()
+    if args.format != "json":
+        for item, reason in errors.items():
+            print(f"xtalml predict: {item}: {reason}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _predict_with_model_uri(args, formulas: list[str], cifs: list[Path], errors: dict[str, str]) -> int:
+    """Answers from an MLflow pyfunc predictor (models:/..., runs:/... or a folder), in the same formats."""
+    import mlflow
+    import pandas as pd
+
+    from xtalml.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
+    try:
+        model = mlflow.pyfunc.load_model(args.model_uri)
+    except Exception as exc:  # MLflow raises several types for a missing model, alias or store
+        print(f"xtalml predict: cannot load {args.model_uri}: {exc}", file=sys.stderr)
+        return 2
+    texts, labels = [], [*formulas]
+    for path in cifs:
+        try:
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+            labels.append(str(path))
+        except OSError as exc:
+            errors[str(path)] = f"cannot read: {exc.strerror or exc}"
+    frame = pd.DataFrame({"formula": [*formulas, *[""] * len(texts)], "cif": [*[""] * len(formulas), *texts]})
+    rows = model.predict(frame) if len(frame) else pd.DataFrame(columns=["input", "error"])
+    rows["input"] = labels[:len(rows)]
+    for label, reason in zip(rows["input"], rows["error"]):
+        if isinstance(reason, str) and reason:
+            errors[label] = reason
+    answered = rows[rows["error"].isna() | (rows["error"] == "")].drop(columns="error").dropna(axis=1, how="all")
+    errors = {shorten(item, 200): reason for item, reason in errors.items()}
+    if args.format == "json":
+        print(json.dumps({"predictions": answered.to_dict("records"), "errors": errors}, indent=2, default=str))
+    elif len(answered):
+        print(answered.to_csv(index=False) if args.format == "csv" else answered.to_string(index=False))
     if args.format != "json":
         for item, reason in errors.items():
             print(f"xtalml predict: {item}: {reason}", file=sys.stderr)

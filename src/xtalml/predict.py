@@ -29,6 +29,7 @@ class Predictor:
 
     bundles: dict[str, dict[str, Any]]
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    params_path: Path = Path("params.yaml")  # where the element tables of the embedding feature sets are declared
 
     def _proba(self, task: str, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model = self.bundles[task]["model"]
@@ -58,26 +59,31 @@ def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] 
     return Predictor(bundles, calibration)
 
 
-def _bundle_from_mlflow(run_id: str, tracking_uri: str | None) -> tuple[str, str, dict[str, Any]]:
+def _bundle_from_mlflow(run_id: str, uri: str | None) -> tuple[str, str, dict[str, Any]]:
+    """(task, model, bundle) of a training run: its logged MLflow model, feature names from the model's signature."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from xtalml.tracking import DEFAULT_TRACKING_URI
+    from xtalml.tracking import tracking_uri
 
-    client = mlflow.MlflowClient(tracking_uri or DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    client = mlflow.MlflowClient()
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        raise FileNotFoundError(f"MLflow run {run_id} not found in {tracking_uri or DEFAULT_TRACKING_URI}") from exc
+        raise FileNotFoundError(f"MLflow run {run_id} not found in {tracking_uri(uri)}") from exc
     task, model = run.data.tags.get("task"), run.data.tags.get("model")
     if task not in DEFAULT_MODELS:
         raise FileNotFoundError(f"MLflow run {run_id} is a {task!r} run; predict uses runs of {', '.join(DEFAULT_MODELS)}")
+    model_uri = run.data.tags.get("model_uri")
+    if not model_uri:
+        raise FileNotFoundError(f"MLflow run {run_id} logged no model (tag model_uri); re-run its train stage")
     try:
-        path = client.download_artifacts(run_id, f"{model}.pkl")
+        estimator = mlflow.sklearn.load_model(model_uri)
+        names = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
     except (MlflowException, OSError) as exc:
-        raise FileNotFoundError(f"MLflow run {run_id} has no {model}.pkl artifact "
-                                f"(models over 200 MB stay in DVC's cache; tag model_path names them)") from exc
-    return task, model, joblib.load(path)
+        raise FileNotFoundError(f"MLflow run {run_id}: cannot load its model {model_uri}: {exc}") from exc
+    return task, model, {"model": estimator, "feature_names": list(names), "task": task}
 
 
 def feature_groups(predictor: Predictor, params_path: Path = Path("params.yaml")) -> tuple[list[str], dict[str, Any]]:
@@ -124,7 +130,7 @@ def _sg_entry(label: str, p: float) -> dict[str, Any]:
 def predict_formulas(predictor: Predictor, formulas: Sequence[str],
                      coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
-    groups, tables = feature_groups(predictor)
+    groups, tables = feature_groups(predictor, predictor.params_path)
     features, errors = composition_features(list(formulas), groups, tables)
     good = [i for i in range(len(formulas)) if i not in errors]
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]

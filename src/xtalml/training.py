@@ -8,18 +8,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import joblib
+import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of
-from xtalml.models.registry import CLASSICAL, build_model
+from xtalml.models.registry import CLASSICAL, TORCH, build_model
 from xtalml.splitting import grouped_kfold
 from xtalml.tasks import TaskData, load_task, model_config
-from xtalml.tracking import file_digest, flatten, git_commit, log_run, numeric_metrics
+from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
+                             numeric_metrics, training_run)
 
-MAX_MODEL_ARTIFACT_BYTES = 200 * 1024 * 1024
 ACCEPTS_VALIDATION = ("mlp_classifier", "mlp_regressor", "wide_deep", "tabnet", "two_stage")
 
 
@@ -114,23 +115,43 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
 
 def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
                  seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
-    """Everything one `train` stage does; returns the metrics written to out['metrics']."""
+    """Everything one `train` stage does, inside one MLflow run; returns the metrics written to out['metrics']."""
     task = load_task(task_name, task_cfg, root)
     model_cfg = model_config(task_cfg, model_name, {model_name: model_cfg})
     model = build_model(model_name, model_cfg, seed, task.feature_names)
-    result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
-    if model_name in CLASSICAL and model_cfg.get("cv_folds"):
-        result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
-    scored, predicted = fit_and_evaluate(model, model_name, model_cfg, task, seed)
-    result["data"] |= scored.pop("data")
-    result |= scored
-    frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
-    result["baselines"] = baselines_for(task, seed)
-    if "test_by_source" in result:
-        result["baselines_by_source"] = {name: baselines_for(task, seed, rows) for name, rows in test_subsets(task).items()}
-    _write_outputs(model, task, result, frame, out)
-    _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out, tracking_uri)
+    with training_run(task_name, model_name, tracking_uri):
+        _log_datasets(task)
+        result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
+        if model_name in CLASSICAL and model_cfg.get("cv_folds"):
+            result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
+        scored, predicted = fit_and_evaluate(model, model_name, model_cfg, task, seed)
+        result["data"] |= scored.pop("data")
+        result |= scored
+        frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
+        result["baselines"] = baselines_for(task, seed)
+        if "test_by_source" in result:
+            result["baselines_by_source"] = {name: baselines_for(task, seed, rows) for name, rows in test_subsets(task).items()}
+        _write_outputs(model, task, result, frame, out)
+        _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out)
+        example = pd.DataFrame(task.X["val" if len(task.y["val"]) else "train"][:3], columns=task.feature_names)
+        mlflow.set_tag("model_uri", log_model(model, example, _requirements(model_name)))
     return result
+
+
+def _log_datasets(task: TaskData) -> None:
+    features, split = task.inputs[0], task.inputs[1]
+    for part, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+        frame = task.frames[part][["id", *task.feature_names, task.target]]
+        log_dataset(frame, features, context, f"{task.name}:{part} ({features.parent.name}, split {file_md5(split)[:8]})",
+                    targets=task.target)
+
+
+def _requirements(model_name: str) -> list[str]:
+    """Pinned packages a logged model needs to load (listed, so MLflow does not infer them by importing the model)."""
+    from importlib.metadata import version
+
+    packages = ["scikit-learn", "numpy", "pandas", "xtalml"] + (["torch", "pytorch-tabnet"] if model_name in TORCH else [])
+    return [f"{p}=={version(p)}" for p in packages]
 
 
 def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out: Mapping[str, Path]) -> None:
@@ -154,7 +175,7 @@ def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out
     Path(out["metrics"]).write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, result, out, tracking_uri) -> None:
+def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, result, out) -> None:
     metrics = (numeric_metrics(result["test"], "test.") | numeric_metrics(result.get("cv", {}), "cv.")
                | numeric_metrics(result.get("test_by_source", {}), "test_by_source."))
     for name, values in result["baselines"].items():
@@ -163,12 +184,7 @@ def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, res
     tags = {"git_commit": git_commit(), "task": task_name, "model": model_name,
             **{f"data.{Path(p).name}": file_digest(Path(p)) for p in task.inputs}}
     params = flatten({"task": dict(task_cfg), "model": dict(model_cfg), "seed": seed})
-    artifacts = [Path(out["metrics"]), Path(out["plots"])]
-    if Path(out["model"]).stat().st_size <= MAX_MODEL_ARTIFACT_BYTES:
-        artifacts.append(Path(out["model"]))
-    else:  # large models stay in DVC's cache; the run records where
-        tags["model_path"] = str(out["model"])
-    log_run(task_name, model_name, params, metrics, _history(out), tags, artifacts, tracking_uri)
+    log_results(params, metrics, _history(out), tags, [Path(out["metrics"]), Path(out["plots"])])
 
 
 def _history(out) -> list[dict]:

@@ -166,7 +166,7 @@ def by_source_table(all_metrics: Mapping[str, dict[str, dict]], published: list[
                 base = r.get("baselines_by_source", {}).get(subset, {})
                 base_name, base_m = next(iter(base.items()), ("–", {}))
                 rows.append({"task": task, "test rows": subset, "model": model, "rows": m["n"], "MAE": m["mae"],
-                             "R²": m["r2"], f"baseline MAE": base_m.get("mae"), "baseline R²": base_m.get("r2"),
+                             "R²": m["r2"], "baseline MAE": base_m.get("mae"), "baseline R²": base_m.get("r2"),
                              "baseline": base_name})
     for entry in published:
         if entry.get("test_rows"):

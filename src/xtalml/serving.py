@@ -1,0 +1,198 @@
+"""MLflow Model Registry: each task's champion (best on its validation rows) and the xtalml-predictor pyfunc."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import joblib
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
+from xtalml.tasks import load_task
+from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, tracking_uri
+
+CHAMPION_ALIAS = "champion"
+PREDICTOR_NAME = "xtalml-predictor"
+PREDICTOR_EXPERIMENT = "xtalml-predictor"
+# columns of the predictor's answer table, fixed so the served signature does not depend on the input
+ANSWER_COLUMNS = ["input", "formula", "error", *[f"{k}_{i}" for i in (1, 2, 3) for k in ("bravais", "p_bravais")],
+                  *[f"{k}_{i}" for i in (1, 2, 3, 4, 5) for k in ("sg", "p_sg")], "volume_per_atom", "cell_volume"]
+
+
+def registered_name(task: str) -> str:
+    """Name of a task's registered model."""
+    return f"xtalml-{task}"
+
+
+def validation_scores(task_name: str, task_cfg: Mapping[str, Any], models: Sequence[str], models_dir: Path,
+                      root: Path = Path(".")) -> tuple[dict[str, float], pd.DataFrame]:
+    """Each trained model's score on the task's validation rows (accuracy, or MAE for regression), and a few of
+    those rows as an input example."""
+    task = load_task(task_name, task_cfg, root)
+    if not len(task.y["val"]):
+        raise ValueError(f"task {task_name} has no validation rows: the champion is chosen on them, never on test")
+    scores = {}
+    for model in models:
+        predicted = joblib.load(Path(models_dir) / task_name / f"{model}.pkl")["model"].predict(task.X["val"])
+        if task.kind == "classification":
+            scores[model] = float((np.asarray(predicted).astype(str) == task.y["val"].astype(str)).mean())
+        else:
+            scores[model] = float(np.mean(np.abs(np.asarray(predicted, float) - task.y["val"].astype(float))))
+    example = pd.DataFrame(task.X["val"][:5], columns=task.feature_names)
+    return scores, example
+
+
+def pick_champion(scores: Mapping[str, float], kind: str) -> str:
+    """Best validation score (highest accuracy, lowest MAE); ties go to the first name in sorted order."""
+    sign = -1.0 if kind == "classification" else 1.0
+    return min(sorted(scores), key=lambda m: sign * scores[m])
+
+
+def _client(uri: str | None):
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    return mlflow.MlflowClient()
+
+
+def _current(client, name: str):
+    """The version the champion alias points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
+def _training_run(client, task: str, model: str):
+    """The newest finished run of this model on this task, or None."""
+    experiment = client.get_experiment_by_name(task)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], f"tags.model = '{model}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def register_champion(task: str, model: str, model_path: Path, example: pd.DataFrame, score: float, metric: str,
+                      uri: str | None = None) -> dict[str, Any]:
+    """Register the model its training run logged (or, for a run without one, log it now) as xtalml-<task> and point
+    the alias 'champion' at it. A model file already registered as the champion is not registered again; the
+    earlier versions stay."""
+    client = _client(uri)
+    name, digest = registered_name(task), file_digest(model_path)
+    current = _current(client, name)
+    if current is not None and current.tags.get("model_digest") == digest:
+        return {"name": name, "version": int(current.version), "model": model, "new_version": False}
+    run = _training_run(client, task, model)
+    model_uri = run.data.tags.get("model_uri") if run is not None else None
+    if not model_uri:
+        with mlflow.start_run(run_id=run.info.run_id if run else None,
+                              experiment_id=None if run else experiment_id(client, task)):
+            model_uri = log_model(joblib.load(model_path)["model"], example, [])
+    version = str(mlflow.register_model(model_uri, name).version)
+    for key, value in {"model": model, "model_digest": digest, f"validation_{metric}": f"{score:.6f}"}.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    return {"name": name, "version": int(version), "model": model, "new_version": True}
+
+
+def mark_model_training(experiments: Sequence[str], uri: str | None = None) -> None:
+    """Tag these experiments as model-training ones (older stores), so the MLflow UI opens them on the runs table."""
+    client = _client(uri)
+    for name in experiments:
+        found = client.get_experiment_by_name(name)
+        if found is not None and found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+
+
+class XtalmlPredictor(mlflow.pyfunc.PythonModel):
+    """What `xtalml predict` answers, as an MLflow pyfunc: a table with a formula column (and optionally CIF text)."""
+
+    def load_context(self, context) -> None:
+        folder = Path(context.artifacts["bundle"])
+        choice = {task: path.stem for task in DEFAULT_MODELS for path in (folder / "models" / task).glob("*.pkl")}
+        self.predictor = load_predictor(folder / "models", choice)
+        self.predictor.params_path = folder / "params.yaml"
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return answer_rows(self.predictor, model_input)
+
+
+def answer_rows(predictor, frame: pd.DataFrame) -> pd.DataFrame:
+    """One answer row per input row, in order; a row that cannot be answered carries its reason in 'error'."""
+    n = len(frame)
+    formulas = [str(v) if isinstance(v, str) else "" for v in (frame["formula"] if "formula" in frame else [""] * n)]
+    cifs = [v if isinstance(v, str) and v.strip() else None for v in (frame["cif"] if "cif" in frame else [None] * n)]
+    rows: list[dict[str, Any]] = [{"input": f"row {i}", "formula": formulas[i]} for i in range(n)]
+    asked = [i for i in range(n) if cifs[i] is None]
+    for i in asked:
+        if not formulas[i].strip():
+            rows[i]["error"] = "no formula and no CIF text in this row"
+    todo = [i for i in asked if formulas[i].strip()]
+    answers, errors = predict_formulas(predictor, [formulas[i] for i in todo])
+    by_formula = {a["formula"]: a for a in answers}
+    for i in todo:
+        if formulas[i] in errors:
+            rows[i]["error"] = errors[formulas[i]]
+        else:
+            rows[i] |= _flat(by_formula[formulas[i]])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for i in [i for i in range(n) if cifs[i] is not None]:
+            paths[i] = Path(tmp) / f"row{i}.cif"
+            paths[i].write_text(cifs[i], encoding="utf-8")
+        if paths:
+            cif_answers, cif_errors = predict_cifs(predictor, list(paths.values()))
+            by_path = {a["input"]: a for a in cif_answers}
+            for i, path in paths.items():
+                if str(path) in by_path:
+                    rows[i] |= _flat(by_path[str(path)]) | {"input": f"row {i}"}
+                else:
+                    reason = next((r for k, r in cif_errors.items() if k.startswith(str(path))), "no structure found")
+                    rows[i]["error"] = reason.replace(str(path), f"row {i}")
+    return pd.DataFrame(rows).reindex(columns=ANSWER_COLUMNS)
+
+
+def _flat(answer: dict) -> dict[str, Any]:
+    return answers_table([answer]).iloc[0].to_dict()
+
+
+def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path: Path,
+                       uri: str | None = None) -> dict[str, Any]:
+    """Log XtalmlPredictor with the chosen models, the conformal calibration and params.yaml as its artifacts,
+    register it as xtalml-predictor and point 'champion' at it (skipped when those files are unchanged)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    client = _client(uri)
+    files = {f"models/{task}/{model}.pkl": Path(models_dir) / task / f"{model}.pkl" for task, model in choice.items()}
+    files |= {f"models/conformal/{p.name}": p for p in sorted((Path(models_dir) / "conformal").glob("*.json"))}
+    files["params.yaml"] = Path(params_path)
+    digest = ",".join(f"{k}={file_digest(p)}" for k, p in sorted(files.items()))
+    current = _current(client, PREDICTOR_NAME)
+    if current is not None and current.tags.get("files_digest", "") == digest[:5000]:
+        return {"name": PREDICTOR_NAME, "version": int(current.version), "new_version": False}
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "formula", required=False), ColSpec("string", "cif", required=False)]),
+        outputs=Schema([ColSpec("string" if c in ("input", "formula", "error") or c.startswith(("bravais_", "sg_"))
+                                else "double", c, required=False) for c in ANSWER_COLUMNS]))
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        for rel, path in files.items():
+            (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, bundle / rel)
+        with mlflow.start_run(experiment_id=experiment_id(client, PREDICTOR_EXPERIMENT), run_name="predictor"):
+            mlflow.set_tags({f"model.{task}": model for task, model in choice.items()})
+            info = mlflow.pyfunc.log_model(name="predictor", python_model=XtalmlPredictor(), artifacts={"bundle": str(bundle)},
+                                           signature=signature, input_example=pd.DataFrame({"formula": ["Fe2O3", "SiO2"]}),
+                                           registered_model_name=PREDICTOR_NAME)
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(PREDICTOR_NAME, version, "files_digest", digest[:5000])
+    client.set_registered_model_alias(PREDICTOR_NAME, CHAMPION_ALIAS, version)
+    return {"name": PREDICTOR_NAME, "version": int(version), "new_version": True, "models": dict(choice)}
