@@ -1,8 +1,8 @@
 """Volume per atom on the OQMD benchmark (CrabNet's published split): our regressors beside the published MAEs.
 
-Usage: python benchmarks/oqmd_volume.py [--models mlp_regressor,tabnet,wide_deep,random_forest] [--threads 1]
+Usage: python benchmarks/oqmd_volume.py [--models lightgbm_regressor,mlp_regressor,tabnet,wide_deep,random_forest]
 Trains on OQMD train (early stopping on OQMD val), scores on OQMD test (51,255 formulas, Å³/atom), with the
-configs of params.yaml; models too slow for one core on 239,190 rows get the caps printed beside them.
+configs of params.yaml (models.<name> with tasks.volume_per_atom_from_composition.model_overrides); models too slow for one core on 239,190 rows get the caps printed beside them.
 Published (Wang et al., npj Comput. Mater. 7:77, 2021, Table 2, same test rows): CrabNet 0.277, Roost 0.296,
 ElemNet 0.442, RF on Magpie 0.544 Å³/atom MAE.
 """
@@ -22,17 +22,18 @@ from xtalml.evaluation.metrics import regression_metrics
 from xtalml.features.composition import composition_features, feature_names
 from xtalml.models.registry import build_model
 from xtalml.sources.oqmd_volume import load_oqmd_volume
+from xtalml.tasks import model_config
 
 PUBLISHED = {"CrabNet": 0.277, "Roost": 0.296, "ElemNet": 0.442, "RF on Magpie (published)": 0.544}
 # caps so that each model fits in minutes on one core (the full configs are for the ~6k-row AMCSD table)
-CAPS = {"tabnet": {"max_train_rows": 30_000, "max_epochs": 40},
+CAPS = {"tabnet": {"max_train_rows": 30_000, "max_epochs": 40},  # beyond the task's own overrides
         "wide_deep": {"max_epochs": 15, "wide_feature": "magpie_mean_GSvolume_pa"},
         "random_forest": {"n_estimators": 50, "max_features": 0.33, "min_samples_leaf": 2}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", default="mlp_regressor,tabnet,wide_deep,random_forest")
+    parser.add_argument("--models", default="lightgbm_regressor,mlp_regressor,tabnet,wide_deep,random_forest")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     threadpool_limits(args.threads)
@@ -59,7 +60,7 @@ def main() -> None:
         if name == "random_forest":
             model = RandomForestRegressor(random_state=params["train"]["seed"], n_jobs=args.threads, **cap)
         else:
-            cfg = {**params["models"][name], **cap}
+            cfg = {**model_config(params["tasks"]["volume_per_atom_from_composition"], name, params["models"]), **cap}
             model = build_model(name, cfg, params["train"]["seed"], names)
         n = cap.get("max_train_rows", len(y_tr))
         idx = np.sort(np.random.default_rng(0).choice(len(y_tr), n, replace=False)) if n < len(y_tr) else slice(None)

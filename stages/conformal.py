@@ -9,7 +9,7 @@ import joblib
 from xtalml.config import load_params, section
 from xtalml.evaluation.conformal import conformal_evaluation, nonconformity, top_k_curve
 from xtalml.tasks import load_task
-from xtalml.models.registry import CLASSICAL
+from xtalml.models.registry import REGISTRY, model_spec
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -20,9 +20,9 @@ args = parser.parse_args()
 params = load_params(args.params)
 cfg = section(params, "conformal", ["task", "model", "coverages", "top_k_max"])
 task_name, model_name = cfg["task"], cfg["model"]
-if model_name not in CLASSICAL:  # the torch models stop early on the validation rows, so those rows cannot calibrate
-    raise SystemExit(f"conformal.model={model_name!r} saw the validation rows in training; "
-                     f"choose one trained on the train rows only: {', '.join(CLASSICAL)}")
+if model_spec(model_name).uses_validation_rows:  # early-stopped on the validation rows, so those rows cannot calibrate it
+    raise SystemExit(f"conformal.model={model_name!r} saw the validation rows in training; choose one trained on the "
+                     f"train rows only: {', '.join(n for n, s in REGISTRY.items() if not s.uses_validation_rows)}")
 bundle = joblib.load(Path("models") / task_name / f"{model_name}.pkl")
 task = load_task(task_name, section(params, "tasks")[task_name])
 model, classes = bundle["model"], [str(c) for c in bundle["model"].classes_]

@@ -8,7 +8,7 @@ from threadpoolctl import threadpool_limits
 
 from xtalml.config import load_params
 from xtalml.evaluation.split_modes import split_mode_comparison
-from xtalml.models.registry import TORCH
+from xtalml.models.registry import uses_torch
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -19,7 +19,7 @@ args = parser.parse_args()
 params = load_params(args.params)
 threads = int(params["train"].get("torch_threads", 1))
 threadpool_limits(threads)  # as the train stages: the same float sums on every machine
-if set(params["split_modes"]["models"].values()) & set(TORCH):
+if any(uses_torch(m, params["models"][m]) for m in params["split_modes"]["models"].values()):
     import torch
 
     torch.set_num_threads(threads)

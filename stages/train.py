@@ -6,7 +6,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from xtalml.config import load_params, section
-from xtalml.models.registry import TORCH
+from xtalml.models.registry import uses_torch
 from xtalml.training import run_training
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -24,7 +24,7 @@ if args.model not in models:
 threads = int(section(params, "train").get("torch_threads", 1))
 # a fixed BLAS/OpenMP thread count keeps float sums, and so nearest-neighbour ties, the same on every machine
 threadpool_limits(threads)
-if args.model in TORCH:  # importing torch costs ~2 s, which the classical models need not pay
+if uses_torch(args.model, models[args.model]):  # importing torch costs ~2 s, which the classical models need not pay
     import torch
 
     torch.set_num_threads(threads)

@@ -22,8 +22,9 @@ def test_dvc_stages_list_only_their_own_params():
         "download": ["data"], "parse": ["parse"], "featurize": ["featurize"], "split": ["split"],
         "composition_table": ["composition_sources.${key}", "composition_table", "parse", "featurize"],
         "leakage_audit": ["leakage_audit", "models.random_forest"],
-        "split_modes": ["split", "split_modes", "tasks", "models.random_forest", "models.mlp_regressor", "train.seed",
-                        "train.torch_threads"],
+        "split_modes": ["split", "split_modes", "tasks", *[f"models.${{split_modes.models.{t}}}" for t in (
+            "bravais_from_composition", "sg_from_composition", "volume_per_atom_from_composition")], "train.seed",
+            "train.torch_threads"],
         "conformal": ["conformal", "tasks.${conformal.task}"], "report": ["report", "tasks"],
         "register": ["tasks", "train.runs", "train.torch_threads", "featurize.element_tables"]}
     train = stages["train"]["do"]
@@ -35,7 +36,7 @@ def test_dvc_plot_definitions_are_up_to_date():
     plots = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["plots"]
     assert plots == dvc_plot_definitions(compose()), "regenerate dvc.yaml's plots section (command in its comment)"
     confusion = [p for p in plots if next(iter(p)).endswith("confusion.csv")]
-    assert len(confusion) == 22 and all(next(iter(p.values()))["template"] == "confusion" for p in confusion)
+    assert len(confusion) == 25 and all(next(iter(p.values()))["template"] == "confusion" for p in confusion)
 
 
 def test_every_run_names_a_configured_task_model_and_its_table():

@@ -5,15 +5,22 @@ import pytest
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of, top_k
-from xtalml.models.registry import CLASSICAL, build_model
-from xtalml.models.two_stage import lattice_of
+from xtalml.models.registry import REGISTRY, build_model, model_spec, models_for, packages, uses_torch
+from xtalml.models.two_stage import lattice_of, lattice_proba
 
 FAST = {"max_epochs": 3, "patience": 2}
+# each registered model on a tiny problem: the fewest rounds, epochs or trees that still fit something
+TINY = {"random_forest": {"n_estimators": 5}, "adaboost": {"n_estimators": 5}, "mlp_classifier": FAST,
+        "lightgbm": {"n_estimators": 5, "min_child_samples": 2, "n_jobs": 1},
+        "lightgbm_regressor": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1},
+        "two_stage": {"base": "lightgbm", "base_params": {"n_estimators": 5, "min_child_samples": 2, "n_jobs": 1}},
+        "mlp_regressor": {"max_epochs": 2, "patience": 2}, "tabnet": {"max_epochs": 2, "patience": 2, "batch_size": 64,
+        "virtual_batch_size": 32}, "wide_deep": {"max_epochs": 2, "patience": 2, "wide_feature": "v"}}
 
 
 def _classification(n=240, seed=0):
     rng = np.random.default_rng(seed)
-    labels = np.array(["14", "62", "225", "2"])[rng.integers(0, 4, n)]
+    labels = np.array(["14", "62", "225", "2", "15"])[rng.integers(0, 5, n)]
     X = rng.normal(size=(n, 6)) + np.array([int(v) for v in labels])[:, None] / 50
     return X, labels
 
@@ -25,51 +32,84 @@ def _volumes(n=240, seed=0):
     return np.column_stack([cells, volume]), volume
 
 
-@pytest.mark.parametrize("name", [*CLASSICAL, "mlp_classifier", "two_stage"])
+def _fit(name, model, X, y, X_val, y_val):
+    return model.fit(X, y, X_val, y_val) if model_spec(name).uses_validation_rows else model.fit(X, y)
+
+
+@pytest.mark.parametrize("name", models_for("classification"))
 def test_classifiers_fit_predict_and_rank(name):
     X, y = _classification()
-    cfg = {"n_estimators": 5} if name in ("random_forest", "adaboost") else dict(FAST) if name in ("mlp_classifier", "two_stage") else {}
-    model = build_model(name, cfg, seed=0)
-    model.fit(X[:200], y[:200], X[200:], y[200:]) if name in ("mlp_classifier", "two_stage") else model.fit(X[:200], y[:200])
+    model = _fit(name, build_model(name, TINY.get(name, {}), seed=0), X[:200], y[:200], X[200:], y[200:])
     predicted = model.predict(X[200:])
     assert predicted.shape == (40,) and set(predicted.astype(str)) <= set(y)
     scores = scores_of(model, X[200:])
-    assert scores.shape == (40, 4)
+    assert scores.shape == (40, 5)
     if hasattr(model, "predict_proba") and name != "svm":
         assert np.allclose(model.predict_proba(X[200:]).sum(axis=1), 1)
 
 
-@pytest.mark.parametrize("name", ["mlp_regressor", "wide_deep", "tabnet"])
+@pytest.mark.parametrize("name", models_for("regression"))
 def test_regressors_predict_volumes_in_cubic_angstrom(name):
     X, y = _volumes()
-    cfg = {"max_epochs": 2, "patience": 2, **({"batch_size": 64, "virtual_batch_size": 32} if name == "tabnet" else {})}
-    model = build_model(name, {**cfg, "wide_feature": "v"}, seed=0, feature_names=["a", "b", "c", "v"])
+    model = build_model(name, TINY[name], seed=0, feature_names=["a", "b", "c", "v"])
     model.fit(X[:200], y[:200], X[200:], y[200:])
     predicted = model.predict(X[200:])
     assert predicted.shape == (40,) and np.isfinite(predicted).all()  # two epochs: shapes and units, not accuracy
     assert len(model.history_) >= 1 and {"train_loss", "val_loss"} <= model.history_[0].keys()
-    if name == "tabnet":
+    if model_spec(name).feature_importance:
         assert model.feature_importances_.shape == (4,)
 
 
-@pytest.mark.parametrize("name", ["mlp_classifier", "wide_deep"])
-def test_torch_models_are_repeatable(name):
+@pytest.mark.parametrize("name", ["mlp_classifier", "wide_deep", "lightgbm", "two_stage"])
+def test_models_are_repeatable(name):
     if name == "wide_deep":
         X, y = _volumes()
-        fit = lambda: build_model(name, {**FAST, "wide_feature": "v"}, 3, ["a", "b", "c", "v"]).fit(X, y).predict(X)  # noqa: E731
+        fit = lambda: build_model(name, TINY[name], 3, ["a", "b", "c", "v"]).fit(X, y).predict(X)  # noqa: E731
     else:
         X, y = _classification()
-        fit = lambda: build_model(name, FAST, 3).fit(X, y).predict_proba(X)  # noqa: E731
+        fit = lambda: _fit(name, build_model(name, TINY[name], 3), X[:200], y[:200], X[200:], y[200:]).predict_proba(X)  # noqa: E731
     np.testing.assert_allclose(fit(), fit(), rtol=0, atol=1e-6)
 
 
-def test_two_stage_restricts_space_groups_to_the_predicted_lattice():
-    X, y = _classification()
-    model = build_model("two_stage", {**FAST, "restrict_to_lattice": True}, seed=0).fit(X, y)
-    lattice = model.lattice_model_.classes_[model.predict_lattice_proba(X).argmax(axis=1)]
-    predicted = model.predict(X)
-    assert all(lattice_of(sg) == lat for sg, lat in zip(predicted, lattice))
+def test_lightgbm_stops_early_on_the_validation_rows():
+    X, y = _classification(n=600)
+    model = build_model("lightgbm", {"n_estimators": 400, "learning_rate": 0.3, "patience": 5, "n_jobs": 1}, 0)
+    model.fit(X[:400], y[:400], X[400:], y[400:])
+    best = int(np.nanargmin([h["val_loss"] for h in model.history_]))
+    assert model.best_iteration_ == best + 1 and len(model.history_) == best + 1 + 5 < 400
+
+
+def test_two_stage_combines_lattices_softly_and_never_contradicts_itself():
+    X, y = _classification(n=400)
+    cfg = {**TINY["two_stage"], "base_params": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1}}
+    soft = build_model("two_stage", cfg, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    proba = soft.predict_proba(X)
+    assert np.allclose(proba.sum(axis=1), 1)
+    # P(sg) = Σ_b P(b) P(sg | b): summing a lattice's groups gives back stage 1's lattice probability
+    names, summed = lattice_proba(proba, soft.classes_)
+    stage1 = soft.predict_lattice_proba(X)
+    np.testing.assert_allclose(summed, stage1[:, [list(soft.lattice_classes_).index(n) for n in names]], atol=1e-9)
+    hard = build_model("two_stage", {**cfg, "combine": "hard"}, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    top_lattice = hard.lattice_classes_[hard.predict_lattice_proba(X).argmax(axis=1)]
+    assert all(lattice_of(sg) == lat for sg, lat in zip(hard.predict(X), top_lattice))
+    assert ((hard.predict_proba(X) > 0).sum(axis=1) < (proba > 0).sum(axis=1)).any()
     assert lattice_of("14") == "mP" and lattice_of("other") == "other"
+
+
+def test_two_stage_ensembles_over_seeds():
+    X, y = _classification()
+    model = build_model("two_stage", {**TINY["two_stage"], "seeds": 2}, seed=0).fit(X[:200], y[:200], X[200:], y[200:])
+    assert len(model.members_) == 2 and np.allclose(model.predict_proba(X).sum(axis=1), 1)
+
+
+def test_capabilities_are_declared_in_the_registry():
+    for name, spec in REGISTRY.items():
+        assert spec.task_kinds and set(spec.task_kinds) <= {"classification", "regression"}, name
+    assert not model_spec("random_forest").uses_validation_rows and model_spec("random_forest").cross_validates
+    assert model_spec("lightgbm").uses_validation_rows and not model_spec("lightgbm").torch
+    assert uses_torch("two_stage", {"base": "mlp_classifier"}) and not uses_torch("two_stage", {"base": "lightgbm"})
+    assert packages("two_stage", {"base": "lightgbm"}) == ("lightgbm",) and "torch" in packages("tabnet", {})
+    assert set(models_for("regression")) == {"lightgbm_regressor", "mlp_regressor", "wide_deep", "tabnet"}
 
 
 def test_metrics_and_baselines():
@@ -95,3 +135,34 @@ def test_bad_model_configs_say_what_is_wrong():
     with pytest.raises(ValueError, match="optimizer 'nadamx'"):
         X, y = _classification()
         build_model("mlp_classifier", {**FAST, "optimizer": "nadamx"}, 0).fit(X, y)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_mlp_classifier_recipe_stops_on_the_metric_it_is_told(metric):
+    X, y = _classification(n=400)
+    cfg = {"hidden": [32, 16], "batch_norm": True, "lr_schedule": "plateau", "label_smoothing": 0.1,
+           "class_weight": "balanced", "early_stopping_metric": metric, "max_epochs": 12, "patience": 3}
+    model = build_model("mlp_classifier", cfg, 0).fit(X[:300], y[:300], X[300:], y[300:])
+    watched = [h.get("val_metric", h["val_loss"]) for h in model.history_]
+    assert ("val_metric" in model.history_[0]) == (metric == "accuracy")
+    assert model.best_epoch_ == int(np.argmin(watched))
+    if metric == "accuracy":  # the kept weights are those of the best validation accuracy
+        kept = (model.predict(X[300:]) == y[300:]).mean()
+        assert kept == pytest.approx(1 - min(watched), abs=1e-6)
+
+
+def test_mlp_regressor_stops_on_validation_mae_in_target_units():
+    X, y = _volumes()
+    cfg = {"hidden": [16], "batch_norm": True, "lr_schedule": "cosine", "early_stopping_metric": "mae",
+           "max_epochs": 6, "patience": 6}
+    model = build_model("mlp_regressor", cfg, 0).fit(X[:200], y[:200], X[200:], y[200:])
+    best = model.history_[model.best_epoch_]["val_metric"]
+    assert best == pytest.approx(np.abs(model.predict(X[200:]) - y[200:]).mean(), rel=1e-4)
+
+
+def test_polymorph_accuracy_counts_any_label_of_the_formula_in_the_rows():
+    from xtalml.evaluation.metrics import polymorph_accuracy
+
+    formulas = ["SiO2", "SiO2", "NaCl", "TiO2"]
+    truth, predicted = ["154", "152", "225", "136"], ["152", "152", "221", "141"]
+    assert polymorph_accuracy(truth, predicted, formulas) == 0.5  # the first row is right for another SiO2 polymorph

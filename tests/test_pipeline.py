@@ -13,14 +13,19 @@ import yaml
 
 from xtalml.config import REPO_ROOT, compose
 
-CLASSICAL = ("logistic_regression", "random_forest", "decision_tree", "adaboost", "svm", "knn")
-TORCH = ("mlp_classifier", "mlp_regressor", "wide_deep", "two_stage", "tabnet")
-# The real config, shrunk: few rows, one or two epochs, two folds.
+from xtalml.models.registry import REGISTRY
+
+CLASSICAL = tuple(name for name, spec in REGISTRY.items() if spec.cross_validates)
+EPOCHS = tuple(name for name, spec in REGISTRY.items() if spec.torch)
+# The real config, shrunk: few rows, one or two epochs or a few boosting rounds, two folds.
 TINY = ["data.limit=300", "composition_sources.cod_index.limit=3000", "composition_sources.oqmd_volume.limit=1500",
         "parse.timeout_s=20",
         *[f"models.{m}.cv_folds=2" for m in CLASSICAL], "models.random_forest.n_estimators=5",
         "models.adaboost.n_estimators=3", "models.logistic_regression.max_iter=50", "models.svm.max_train_rows=500",
-        *[f"models.{m}.max_epochs=2" for m in TORCH], "models.tabnet.batch_size=128", "models.tabnet.virtual_batch_size=64",
+        *[f"models.{m}.max_epochs=2" for m in EPOCHS], "models.tabnet.batch_size=128", "models.tabnet.virtual_batch_size=64",
+        "models.lightgbm.n_estimators=5", "models.lightgbm_regressor.n_estimators=10",
+        "tasks.sg_from_composition.model_overrides.lightgbm.n_estimators=5",
+        "tasks.volume_per_atom_from_composition.model_overrides.lightgbm_regressor.n_estimators=10",
         *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")],
         *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet")]]
 
@@ -110,7 +115,7 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "Running stage" not in _run([sys.executable, "-m", "dvc", "repro"], root, env)  # second run: nothing to do
     runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
-    assert len(runs) == 27
+    assert len(runs) == 32
     for run in runs.values():
         name = f"{run['task']}/{run['model']}"
         metrics = json.loads((root / "metrics" / f"{name}.json").read_text())
@@ -120,10 +125,10 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
         assert (root / "models" / f"{name}.pkl").exists()
         plots = {p.name for p in (root / "plots" / name).iterdir()}
         assert plots & {"confusion.csv", "parity.csv"}, name
-        if run["model"] in TORCH:
-            assert "loss.csv" in plots, name
-        if run["model"] in CLASSICAL:
-            assert metrics["cv"]["folds"] == 2
+        spec = REGISTRY[run["model"]]
+        assert ("loss.csv" in plots) == spec.loss_history, name
+        assert ("feature_importance.csv" in plots) == spec.feature_importance, name
+        assert ("cv" in metrics) == spec.cross_validates and metrics.get("cv", {"folds": 2})["folds"] == 2, name
     volume = json.loads((root / "metrics/volume_from_geometry/mlp_regressor.json").read_text())
     assert volume["baselines"]["analytic_volume"]["mape"] < 1  # the cell formula is exact up to rounding
     assert "feature_importance.csv" in {p.name for p in (root / "plots/volume_from_geometry/tabnet").iterdir()}
@@ -295,6 +300,7 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow's artifact folder (./mlruns) lands in the tmp dir
     params = yaml.safe_load((root / "params.yaml").read_text())
     pairs = [("sg_from_composition", "random_forest"), ("sg_from_geometry", "knn"), ("sg_from_composition", "two_stage"),
+             ("bravais_from_composition", "lightgbm"), ("volume_per_atom_from_composition", "lightgbm_regressor"),
              ("volume_from_geometry", "wide_deep"), ("volume_per_atom_from_composition", "tabnet")]
     for task, model in pairs:
         results = []

@@ -45,3 +45,15 @@ def test_accuracy_by_group_uses_the_true_label_group():
     table = accuracy_by_group(frame, crystal_system_of)
     assert table.loc["cubic", "rows"] == 2 and table.loc["cubic", "rf"] == 0.5
     assert table.loc["monoclinic", "rf"] == 1.0 and table.loc["other", "rf"] == 0.0
+
+
+def test_lattice_table_sets_summed_space_groups_beside_the_direct_model():
+    from xtalml.evaluation.report import lattice_table
+
+    sg = _metrics(0.45, 1.0)
+    sg["test"] |= {"bravais_accuracy_from_sg_proba": 0.58, "stage1_bravais_accuracy": 0.56}
+    table = lattice_table({"bravais_from_composition": {"lightgbm": _metrics(0.57, 1.0)},
+                           "sg_from_composition": {"two_stage": sg, "knn": _metrics(0.3, 1.0)}})
+    assert table[["model", "how", "Bravais accuracy"]].values.tolist() == [
+        ["lightgbm", "direct Bravais-lattice model", 0.57],
+        ["two_stage", "sum of its space-group probabilities", 0.58], ["two_stage", "its own stage 1", 0.56]]

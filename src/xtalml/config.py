@@ -44,7 +44,7 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> di
 def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
     """dvc.yaml's top-level plots for every training run: confusion, predicted-vs-true, loss curves, importances."""
     from xtalml.evaluation.report import UNITS
-    from xtalml.models.registry import TORCH
+    from xtalml.models.registry import model_spec
 
     runs = list(params["train"]["runs"].values())
     plots: list[dict[str, Any]] = []
@@ -55,12 +55,13 @@ def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
             plots.append({f"{folder}/confusion.csv": {
                 "title": f"{task} {model}: confusion on test", "template": "confusion",
                 "x": "predicted", "y": "actual"}})
-        if model in TORCH:
+        spec = model_spec(model)
+        if spec.loss_history:
             plots.append({f"{folder}/loss.csv": {
                 "title": f"{task} {model}: loss per epoch", "x": "epoch", "y": ["train_loss", "val_loss"]}})
-        if model == "tabnet":
+        if spec.feature_importance:
             plots.append({f"{folder}/feature_importance.csv": {
-                "title": f"{task} tabnet: feature importance", "template": "bar_horizontal_sorted",
+                "title": f"{task} {model}: feature importance", "template": "bar_horizontal_sorted",
                 "x": "importance", "y": "feature"}})
     for task, spec in params["tasks"].items():
         files = [f"plots/{task}/{r['model']}/parity.csv" for r in runs if r["task"] == task]

@@ -80,7 +80,7 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
         info["subsampled_to"] = int(cfg["max_rows"])
     if cfg["kind"] == "classification":
         labels = table[target].astype("Int64").astype(str) if target == "sg_number" else table[target].astype(str)
-        table = table.assign(**{target: labels})
+        table = table.assign(**{target: labels, "label_unmerged": labels})  # the true class before rare ones merge
         counts = table.loc[table["part"] == "train", target].value_counts()
         rare = set(table[target]) - set(counts[counts >= int(cfg.get("min_class_count", 1))].index)
         touched = table[target].isin(rare)

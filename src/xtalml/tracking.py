@@ -140,9 +140,13 @@ def log_results(params: Mapping[str, Any], metrics: Mapping[str, float], history
 
 def log_dataset(frame, path: Path, context: str, name: str, targets: str | None = None) -> None:
     """A table the run read (train, validation or test rows), named, with the DVC (md5) hash of its file as digest."""
+    import warnings
+
     import mlflow
 
-    dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=file_md5(path)[:10], targets=targets)
+    with warnings.catch_warnings():  # MLflow 3.17 registers its local-file source class twice and warns that a path matches both
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=file_md5(path)[:10], targets=targets)
     # MLflow infers the schema from every row (7 s for 50,000 rows x 150 columns); the first rows give the same one
     dataset.__dict__["schema"] = mlflow.data.from_pandas(frame.head(1000), targets=targets).schema
     mlflow.log_input(dataset, context=context)

@@ -14,14 +14,12 @@ import pandas as pd
 from sklearn.base import clone
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
-from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of
-from xtalml.models.registry import CLASSICAL, TORCH, build_model
+from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
+from xtalml.models.registry import build_model, model_spec, packages
 from xtalml.splitting import grouped_kfold
 from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
                              numeric_metrics, training_run)
-
-ACCEPTS_VALIDATION = ("mlp_classifier", "mlp_regressor", "wide_deep", "tabnet", "two_stage")
 
 
 def _subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
@@ -85,7 +83,7 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
     if len(rows) < len(task.y["train"]):
         result["data"]["model_trained_on_rows"] = int(len(rows))
     started = time.perf_counter()
-    if model_name in ACCEPTS_VALIDATION:
+    if model_spec(model_name).uses_validation_rows:
         model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"], task.y["val"])
     else:
         model.fit(task.X["train"][rows], task.y["train"][rows])
@@ -96,14 +94,14 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         scores = scores_of(model, task.X["test"])
         classes = getattr(model, "classes_", None)
         result["test"] = classification_metrics(task.y["test"], predicted, scores, classes)
+        result["test"]["polymorph_accuracy"] = polymorph_accuracy(task.y["test"], predicted,
+                                                                  task.frames["test"]["reduced_formula"])
         result["test_by_source"] = {name: classification_metrics(
             task.y["test"][rows], predicted[rows], None if scores is None else scores[rows], classes, per_class=False)
             for name, rows in subsets.items()}
-        if hasattr(model, "predict_lattice_proba"):
-            from xtalml.models.two_stage import lattice_of
-            lattice = model.lattice_model_.classes_[model.predict_lattice_proba(task.X["test"]).argmax(axis=1)]
-            truth = np.array([lattice_of(v) for v in task.y["test"].astype(str)])
-            result["test"]["stage1_bravais_accuracy"] = float((lattice == truth).mean())
+        if task.target == "sg_number" and scores is not None and classes is not None:
+            result["test"] |= _lattice_accuracies(model, scores, classes, task.frames["test"]["label_unmerged"].to_numpy(),
+                                                  task.X["test"])
     else:
         result["test"] = regression_metrics(task.y["test"], predicted)
         result["test_by_source"] = {name: regression_metrics(task.y["test"][rows], predicted[rows])
@@ -111,6 +109,22 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
     if not result["test_by_source"]:
         del result["test_by_source"]
     return result, predicted
+
+
+def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X: np.ndarray) -> dict[str, float]:
+    """Bravais-lattice accuracy of a space-group model: from its summed group probabilities (and its stage 1, if any).
+
+    y_true holds the groups before rare ones merged, so a row is scored on its real lattice as the Bravais task is.
+    """
+    from xtalml.models.two_stage import lattice_of, lattice_proba
+
+    truth = np.array([lattice_of(v) for v in y_true.astype(str)])
+    names, summed = lattice_proba(proba, classes)
+    result = {"bravais_accuracy_from_sg_proba": float((names[summed.argmax(axis=1)] == truth).mean())}
+    if hasattr(model, "predict_lattice_proba"):
+        lattice = model.lattice_classes_[model.predict_lattice_proba(X).argmax(axis=1)]
+        result["stage1_bravais_accuracy"] = float((lattice == truth).mean())
+    return result
 
 
 def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
@@ -122,7 +136,7 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
     with training_run(task_name, model_name, tracking_uri):
         _log_datasets(task)
         result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
-        if model_name in CLASSICAL and model_cfg.get("cv_folds"):
+        if model_spec(model_name).cross_validates and model_cfg.get("cv_folds"):
             result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
         scored, predicted = fit_and_evaluate(model, model_name, model_cfg, task, seed)
         result["data"] |= scored.pop("data")
@@ -134,7 +148,7 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
         _write_outputs(model, task, result, frame, out)
         _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out)
         example = pd.DataFrame(task.X["val" if len(task.y["val"]) else "train"][:3], columns=task.feature_names)
-        mlflow.set_tag("model_uri", log_model(model, example, _requirements(model_name)))
+        mlflow.set_tag("model_uri", log_model(model, example, _requirements(model_name, model_cfg)))
     return result
 
 
@@ -146,12 +160,12 @@ def _log_datasets(task: TaskData) -> None:
                     targets=task.target)
 
 
-def _requirements(model_name: str) -> list[str]:
+def _requirements(model_name: str, model_cfg: Mapping[str, Any]) -> list[str]:
     """Pinned packages a logged model needs to load (listed, so MLflow does not infer them by importing the model)."""
     from importlib.metadata import version
 
-    packages = ["scikit-learn", "numpy", "pandas", "xtalml"] + (["torch", "pytorch-tabnet"] if model_name in TORCH else [])
-    return [f"{p}=={version(p)}" for p in packages]
+    names = dict.fromkeys(["scikit-learn", "numpy", "pandas", "xtalml", *packages(model_name, model_cfg)])
+    return [f"{p}=={version(p)}" for p in names]
 
 
 def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out: Mapping[str, Path]) -> None:
@@ -167,7 +181,7 @@ def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out
     history = getattr(model, "history_", None)
     if history:
         pd.DataFrame(history).to_csv(plots / "loss.csv", index=False)
-    if hasattr(model, "feature_importances_") and not hasattr(model, "steps"):
+    if model_spec(result["model"]).feature_importance:
         pd.DataFrame({"feature": task.feature_names, "importance": model.feature_importances_}).sort_values(
             "importance", ascending=False).to_csv(plots / "feature_importance.csv", index=False)
     joblib.dump({"model": model, "feature_names": task.feature_names, "task": task.name, "target": task.target},

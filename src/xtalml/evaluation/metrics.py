@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
 
@@ -32,7 +33,7 @@ def top_k(y_true: np.ndarray, scores: np.ndarray, classes: Sequence, k: int) -> 
 
 def classification_metrics(y_true, y_pred, scores: np.ndarray | None = None, classes: Sequence | None = None,
                            per_class: bool = True) -> dict:
-    """Accuracy, top-3/5, balanced accuracy, weighted and macro precision/recall/F1, per-class report."""
+    """Accuracy, top-3/5/10, balanced accuracy, weighted and macro precision/recall/F1, per-class report."""
     y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
     out = {"accuracy": float(skm.accuracy_score(y_true, y_pred)),
            "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)), "n": int(len(y_true))}
@@ -40,13 +41,21 @@ def classification_metrics(y_true, y_pred, scores: np.ndarray | None = None, cla
         p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
         out |= {f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)}
     if scores is not None and classes is not None:
-        for k in (3, 5):
+        for k in (3, 5, 10):
             out[f"top{k}_accuracy"] = top_k(y_true, scores, np.asarray(classes).astype(str), k)
     if per_class:
         out["per_class"] = {c: {k: float(v) for k, v in row.items()} for c, row in skm.classification_report(
             y_true, y_pred, output_dict=True, zero_division=0).items() if isinstance(row, dict) and c not in (
             "macro avg", "weighted avg")}
     return out
+
+
+def polymorph_accuracy(y_true, y_pred, formulas) -> float:
+    """Share of rows whose predicted label is one the same formula has anywhere in these rows (polymorph-aware)."""
+    frame = pd.DataFrame({"formula": np.asarray(formulas), "true": np.asarray(y_true).astype(str)})
+    known = frame.groupby("formula")["true"].agg(set)
+    labels = known.loc[frame["formula"]].to_numpy()
+    return float(np.mean([p in s for p, s in zip(np.asarray(y_pred).astype(str), labels)]))
 
 
 def regression_metrics(y_true, y_pred) -> dict:

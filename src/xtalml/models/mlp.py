@@ -26,24 +26,43 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float, batch_norm
 
 
 class MLPClassifier(ClassifierMixin, TorchEstimator):
-    """MLP classifier with cross-entropy, early stopping on validation loss."""
+    """MLP classifier with cross-entropy (label smoothing, class weights optional), early stopping on validation rows.
+
+    early_stopping_metric: 'accuracy' stops on validation accuracy (what users read), 'loss' on validation loss.
+    """
 
     def __init__(self, hidden: Sequence[int] = (64, 32), dropout: float = 0.3, lr: float = 1e-3, batch_size: int = 64,
                  max_epochs: int = 200, patience: int = 15, min_delta: float = 1e-4, optimizer: str = "adam",
-                 weight_decay: float = 0.0, batch_norm: bool = False, seed: int = 42, device: str = "auto"):
+                 weight_decay: float = 0.0, batch_norm: bool = False, lr_schedule: str = "none",
+                 early_stopping_metric: str = "loss", label_smoothing: float = 0.0, class_weight: str | None = None,
+                 seed: int = 42, device: str = "auto"):
         self.hidden, self.dropout, self.lr, self.batch_size = hidden, dropout, lr, batch_size
         self.max_epochs, self.patience, self.min_delta, self.optimizer = max_epochs, patience, min_delta, optimizer
-        self.weight_decay, self.batch_norm, self.seed, self.device = weight_decay, batch_norm, seed, device
+        self.weight_decay, self.batch_norm, self.lr_schedule = weight_decay, batch_norm, lr_schedule
+        self.early_stopping_metric, self.label_smoothing, self.class_weight = early_stopping_metric, label_smoothing, class_weight
+        self.seed, self.device = seed, device
 
     def _build(self, n_features: int) -> nn.Module:
         return mlp(n_features, self.hidden, len(self.classes_), self.dropout, self.batch_norm)
 
     def _loss(self):
-        return nn.CrossEntropyLoss()
+        weight = None if self.class_weights_ is None else torch.tensor(self.class_weights_, dtype=torch.float32).to(self.device_)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
+
+    def _val_metric(self, module, x, t):
+        if self.early_stopping_metric == "loss":
+            return None
+        return 1.0 - float((self._outputs(module, x).argmax(dim=1) == t).double().mean())
 
     def fit(self, X, y, X_val=None, y_val=None):
+        if self.early_stopping_metric not in ("loss", "accuracy"):
+            raise ValueError(f"early_stopping_metric={self.early_stopping_metric!r}: choose loss or accuracy")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight={self.class_weight!r}: choose null or balanced")
         self.encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.encoder_.classes_
+        counts = np.bincount(self.encoder_.transform(y), minlength=len(self.classes_))
+        self.class_weights_ = len(y) / (len(counts) * np.maximum(counts, 1)) if self.class_weight == "balanced" else None
         y_val_enc = None
         if X_val is not None:
             known = np.isin(y_val, self.classes_)  # validation classes unseen in training cannot be scored
@@ -63,13 +82,21 @@ class MLPRegressor(RegressorMixin, TorchEstimator):
 
     def __init__(self, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, lr: float = 1e-3, batch_size: int = 64,
                  max_epochs: int = 300, patience: int = 15, min_delta: float = 1e-4, optimizer: str = "adam",
-                 weight_decay: float = 0.0, target_transform: str = "log", seed: int = 42, device: str = "auto"):
+                 weight_decay: float = 0.0, batch_norm: bool = False, lr_schedule: str = "none",
+                 early_stopping_metric: str = "loss", target_transform: str = "log", seed: int = 42, device: str = "auto"):
         self.hidden, self.dropout, self.lr, self.batch_size = hidden, dropout, lr, batch_size
         self.max_epochs, self.patience, self.min_delta, self.optimizer = max_epochs, patience, min_delta, optimizer
-        self.weight_decay, self.target_transform, self.seed, self.device = weight_decay, target_transform, seed, device
+        self.weight_decay, self.batch_norm, self.lr_schedule = weight_decay, batch_norm, lr_schedule
+        self.early_stopping_metric, self.target_transform, self.seed, self.device = early_stopping_metric, target_transform, seed, device
 
     def _build(self, n_features: int) -> nn.Module:
-        return mlp(n_features, self.hidden, 1, self.dropout)
+        return mlp(n_features, self.hidden, 1, self.dropout, self.batch_norm)
+
+    def _val_metric(self, module, x, t):
+        """'mae': mean absolute error in target units (Å³ or Å³/atom); 'loss': None (the loss on the scaled target)."""
+        if self.early_stopping_metric == "loss":
+            return None
+        return float(np.abs(self._decode(self._outputs(module, x).numpy()) - self._decode(t.numpy())).mean())
 
     def _loss(self):
         return nn.MSELoss()
@@ -87,6 +114,8 @@ class MLPRegressor(RegressorMixin, TorchEstimator):
         return {"log": np.exp, "log1p": np.expm1, "none": lambda v: v}[self.target_transform](z)
 
     def fit(self, X, y, X_val=None, y_val=None):
+        if self.early_stopping_metric not in ("loss", "mae"):
+            raise ValueError(f"early_stopping_metric={self.early_stopping_metric!r}: choose loss or mae")
         if self.target_transform not in ("log", "log1p", "none"):
             raise ValueError(f"target_transform={self.target_transform!r}: choose log, log1p or none")
         raw = {"log": np.log, "log1p": np.log1p, "none": lambda v: v}[self.target_transform](np.asarray(y, float))

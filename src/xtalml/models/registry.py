@@ -1,21 +1,147 @@
-"""Build any model of the project from its Hydra config section."""
+"""Every model of the project, declared once: how to build it from its Hydra config section and what it can do.
+
+Training, conformal calibration, the report and predict ask a model's ModelSpec; none of them tests a name.
+Adding a model means one conf/model/<name>.yaml and one entry in REGISTRY.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
-from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
-from sklearn.tree import DecisionTreeClassifier
-
-CLASSICAL = ("logistic_regression", "random_forest", "decision_tree", "adaboost", "svm", "knn")
-TORCH = ("mlp_classifier", "mlp_regressor", "wide_deep", "tabnet", "two_stage")
 # keys of a model section that configure the run, not the estimator
-RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "max_train_rows", "wide_feature")
+RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "max_train_rows")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is and can do."""
+
+    build: Callable[[dict[str, Any], int, Sequence[str]], Any]  # (estimator params, seed, feature names) → estimator
+    task_kinds: tuple[str, ...]  # classification and/or regression
+    uses_validation_rows: bool = False  # fit(X, y, X_val, y_val) early-stops on them, so they cannot calibrate it
+    cross_validates: bool = False  # grouped k-fold over the training rows before the final fit (cv_folds)
+    torch: bool = False  # imports torch (the stage then fixes torch's thread count)
+    packages: tuple[str, ...] = ()  # pinned distributions its logged MLflow model needs beyond scikit-learn
+    loss_history: bool = False  # writes a loss per epoch (plots/<task>/<model>/loss.csv)
+    feature_importance: bool = False  # has feature_importances_ (plots/<task>/<model>/feature_importance.csv)
+    base_learner_key: str | None = None  # its config names another registered model it is built from
+
+
+def _sklearn(make: Callable[[dict[str, Any], int], Any]) -> Callable:
+    """A scikit-learn estimator behind a StandardScaler fitted on the training rows only."""
+    def build(params: dict[str, Any], seed: int, feature_names: Sequence[str]):
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return Pipeline([("scale", StandardScaler()), ("model", make(params, seed))])
+    return build
+
+
+def _logistic_regression(params, seed):
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(random_state=seed, **params)
+
+
+def _random_forest(params, seed):
+    from sklearn.ensemble import RandomForestClassifier
+    return RandomForestClassifier(random_state=seed, **params)
+
+
+def _decision_tree(params, seed):
+    from sklearn.tree import DecisionTreeClassifier
+    return DecisionTreeClassifier(random_state=seed, **params)
+
+
+def _adaboost(params, seed):
+    from sklearn.ensemble import AdaBoostClassifier
+    from sklearn.tree import DecisionTreeClassifier
+    params = dict(params)
+    depth = params.pop("base_max_depth", 1)
+    return AdaBoostClassifier(DecisionTreeClassifier(max_depth=depth, random_state=seed), random_state=seed, **params)
+
+
+def _svm(params, seed):
+    from sklearn.svm import SVC
+    return SVC(random_state=seed, **params)
+
+
+def _knn(params, seed):
+    from sklearn.neighbors import KNeighborsClassifier
+    return KNeighborsClassifier(**params)
+
+
+def _lightgbm_classifier(params, seed, feature_names):
+    from xtalml.models.boosting import LightGBMClassifier
+    return LightGBMClassifier(seed=seed, **params)
+
+
+def _lightgbm_regressor(params, seed, feature_names):
+    from xtalml.models.boosting import LightGBMRegressor
+    return LightGBMRegressor(seed=seed, **params)
+
+
+def _mlp_classifier(params, seed, feature_names):
+    from xtalml.models.mlp import MLPClassifier
+    return MLPClassifier(seed=seed, **params)
+
+
+def _mlp_regressor(params, seed, feature_names):
+    from xtalml.models.mlp import MLPRegressor
+    return MLPRegressor(seed=seed, **params)
+
+
+def _wide_deep(params, seed, feature_names):
+    from xtalml.models.wide_deep import WideDeepRegressor
+    params = dict(params)
+    wide = params.pop("wide_feature", "geom_volume_analytic")
+    if wide not in feature_names:
+        raise ValueError(f"wide_deep needs the feature {wide!r} (models.wide_deep.wide_feature) among the task's features")
+    return WideDeepRegressor(wide_index=list(feature_names).index(wide), seed=seed, **params)
+
+
+def _tabnet(params, seed, feature_names):
+    from xtalml.models.tabnet import TabNetVolumeRegressor
+    return TabNetVolumeRegressor(seed=seed, **params)
+
+
+def _two_stage(params, seed, feature_names):
+    from xtalml.models.two_stage import TwoStageClassifier
+    return TwoStageClassifier(seed=seed, **params)
+
+
+CLASSIFY, REGRESS = ("classification",), ("regression",)
+_SKLEARN = dict(task_kinds=CLASSIFY, cross_validates=True)
+_TORCH = dict(uses_validation_rows=True, torch=True, packages=("torch",), loss_history=True)
+REGISTRY: dict[str, ModelSpec] = {
+    "logistic_regression": ModelSpec(_sklearn(_logistic_regression), **_SKLEARN),
+    "random_forest": ModelSpec(_sklearn(_random_forest), **_SKLEARN),
+    "decision_tree": ModelSpec(_sklearn(_decision_tree), **_SKLEARN),
+    "adaboost": ModelSpec(_sklearn(_adaboost), **_SKLEARN),
+    "svm": ModelSpec(_sklearn(_svm), **_SKLEARN),
+    "knn": ModelSpec(_sklearn(_knn), **_SKLEARN),
+    "lightgbm": ModelSpec(_lightgbm_classifier, CLASSIFY, uses_validation_rows=True, packages=("lightgbm",),
+                          loss_history=True, feature_importance=True),
+    "lightgbm_regressor": ModelSpec(_lightgbm_regressor, REGRESS, uses_validation_rows=True, packages=("lightgbm",),
+                                    loss_history=True, feature_importance=True),
+    "mlp_classifier": ModelSpec(_mlp_classifier, CLASSIFY, **_TORCH),
+    "mlp_regressor": ModelSpec(_mlp_regressor, REGRESS, **_TORCH),
+    "wide_deep": ModelSpec(_wide_deep, REGRESS, **_TORCH),
+    "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
+    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, loss_history=True, base_learner_key="base"),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of a model, or an error listing the known ones."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def models_for(task_kind: str) -> list[str]:
+    """Registered models that can learn a task of this kind."""
+    return [name for name, spec in REGISTRY.items() if task_kind in spec.task_kinds]
 
 
 def estimator_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -23,40 +149,20 @@ def estimator_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k not in RUN_KEYS}
 
 
+def uses_torch(name: str, cfg: Mapping[str, Any]) -> bool:
+    """Whether the model, or the base learner its config names, runs on torch."""
+    spec = model_spec(name)
+    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    return spec.torch or (base is not None and uses_torch(base, {}))
+
+
+def packages(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Distributions the fitted model needs to load, its base learner's included."""
+    spec = model_spec(name)
+    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    return spec.packages + (packages(base, {}) if base else ())
+
+
 def build_model(name: str, cfg: Mapping[str, Any], seed: int, feature_names: Sequence[str] = ()):
-    """An unfitted estimator with fit / predict (/ predict_proba); classical ones scale inside a Pipeline."""
-    params = estimator_params(cfg)
-    if name in CLASSICAL:
-        if name == "logistic_regression":
-            est = LogisticRegression(random_state=seed, **params)
-        elif name == "random_forest":
-            est = RandomForestClassifier(random_state=seed, **params)
-        elif name == "decision_tree":
-            est = DecisionTreeClassifier(random_state=seed, **params)
-        elif name == "adaboost":
-            depth = params.pop("base_max_depth", 1)
-            est = AdaBoostClassifier(DecisionTreeClassifier(max_depth=depth, random_state=seed), random_state=seed, **params)
-        elif name == "svm":
-            est = SVC(random_state=seed, **params)
-        else:
-            est = KNeighborsClassifier(**params)
-        return Pipeline([("scale", StandardScaler()), ("model", est)])  # the scaler is fitted on train only
-    if name == "mlp_classifier":
-        from xtalml.models.mlp import MLPClassifier
-        return MLPClassifier(seed=seed, **params)
-    if name == "mlp_regressor":
-        from xtalml.models.mlp import MLPRegressor
-        return MLPRegressor(seed=seed, **params)
-    if name == "wide_deep":
-        from xtalml.models.wide_deep import WideDeepRegressor
-        wide = cfg.get("wide_feature", "geom_volume_analytic")
-        if wide not in feature_names:
-            raise ValueError(f"wide_deep needs the feature {wide!r} (models.wide_deep.wide_feature) among the task's features")
-        return WideDeepRegressor(wide_index=list(feature_names).index(wide), seed=seed, **params)
-    if name == "tabnet":
-        from xtalml.models.tabnet import TabNetVolumeRegressor
-        return TabNetVolumeRegressor(seed=seed, **params)
-    if name == "two_stage":
-        from xtalml.models.two_stage import TwoStageClassifier
-        return TwoStageClassifier(seed=seed, **params)
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(CLASSICAL + TORCH)}")
+    """An unfitted estimator with fit / predict (/ predict_proba), built from its config section."""
+    return model_spec(name).build(estimator_params(cfg), seed, feature_names)

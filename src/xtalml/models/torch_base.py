@@ -55,6 +55,18 @@ class TorchEstimator(BaseEstimator):
         return make_optimizer(getattr(self, "optimizer", "adam"), module.parameters(), self.lr, getattr(self, "weight_decay", 0.0))
 
     def _scheduler(self, optimizer):
+        """lr_schedule: none, cosine (one period over max_epochs) or plateau (halve after patience/3 flat epochs)."""
+        schedule = getattr(self, "lr_schedule", "none")
+        if schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
+        if schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(2, self.patience // 3))
+        if schedule != "none":
+            raise ValueError(f"lr_schedule={schedule!r}: choose none, cosine or plateau")
+        return None
+
+    def _val_metric(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float | None:
+        """The validation metric early stopping watches (lower is better); None watches the validation loss."""
         return None
 
     def _forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -93,12 +105,17 @@ class TorchEstimator(BaseEstimator):
                 optimizer.step()
                 total += loss.item() * len(idx)
                 seen += len(idx)
-            if scheduler is not None:
-                scheduler.step()
             val_loss = self._evaluate(module, xv, tv, loss_fn)
-            self.history_.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss})
-            if val_loss < best - self.min_delta:
-                best, best_state, waited = val_loss, copy.deepcopy(module.state_dict()), 0
+            metric = self._val_metric(module, xv, tv)
+            score = val_loss if metric is None else metric
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(score)
+            elif scheduler is not None:
+                scheduler.step()
+            self.history_.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+                                  **({} if metric is None else {"val_metric": metric})})
+            if score < best - self.min_delta:
+                best, best_state, waited = score, copy.deepcopy(module.state_dict()), 0
             else:
                 waited += 1
                 if waited >= self.patience:
@@ -107,7 +124,7 @@ class TorchEstimator(BaseEstimator):
             module.load_state_dict(best_state)
         self.module_ = module.cpu().eval()
         self.device_ = torch.device("cpu")
-        self.best_epoch_ = int(np.argmin([h["val_loss"] for h in self.history_]))
+        self.best_epoch_ = int(np.argmin([h.get("val_metric", h["val_loss"]) for h in self.history_]))
 
     @torch.no_grad()
     def _evaluate(self, module, x, t, loss_fn) -> float:
@@ -117,6 +134,11 @@ class TorchEstimator(BaseEstimator):
             xb, tb = x[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_)
             total += float(loss_fn(self._forward(module, xb), tb)) * len(xb)
         return total / max(len(x), 1)
+
+    @torch.no_grad()
+    def _outputs(self, module, x: torch.Tensor) -> torch.Tensor:
+        module.eval()
+        return torch.cat([self._forward(module, x[s:s + 8192].to(self.device_)).cpu() for s in range(0, len(x), 8192)])
 
     @torch.no_grad()
     def _raw_output(self, X) -> torch.Tensor:

@@ -1,14 +1,13 @@
-"""CRYSPNet-style composition model: Bravais lattice first, then space group from features plus lattice probabilities."""
+"""CRYSPNet-style composition model: a Bravais-lattice classifier, then one space-group classifier per lattice."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from xtalml.cif.symmetry import space_group_info
-from xtalml.models.mlp import MLPClassifier
 
 
 def lattice_of(label: str) -> str:
@@ -16,52 +15,101 @@ def lattice_of(label: str) -> str:
     return space_group_info(int(label))[2] if str(label).isdigit() else str(label)
 
 
-class TwoStageClassifier(ClassifierMixin, BaseEstimator):
-    """Stage 1 predicts the Bravais lattice; stage 2 the space group, optionally only among the lattice's groups."""
+def lattice_proba(proba: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+    """Bravais-lattice probabilities from space-group probabilities: the sum over each lattice's groups."""
+    lattices = np.array([lattice_of(c) for c in np.asarray(classes).astype(str)])
+    names = np.unique(lattices)
+    return names, np.column_stack([proba[:, lattices == name].sum(axis=1) for name in names])
 
-    def __init__(self, hidden: Sequence[int] = (128, 64), dropout: float = 0.2, lr: float = 1e-3, batch_size: int = 128,
-                 max_epochs: int = 200, patience: int = 10, min_delta: float = 1e-4, restrict_to_lattice: bool = True,
-                 seed: int = 42, device: str = "auto"):
-        self.hidden, self.dropout, self.lr, self.batch_size = hidden, dropout, lr, batch_size
-        self.max_epochs, self.patience, self.min_delta = max_epochs, patience, min_delta
-        self.restrict_to_lattice, self.seed, self.device = restrict_to_lattice, seed, device
 
-    def _stage(self) -> MLPClassifier:
-        return MLPClassifier(hidden=self.hidden, dropout=self.dropout, lr=self.lr, batch_size=self.batch_size,
-                             max_epochs=self.max_epochs, patience=self.patience, min_delta=self.min_delta,
-                             batch_norm=True, seed=self.seed, device=self.device)
+class _Constant:
+    """The expert of a lattice with one space group in the training rows."""
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        y = np.asarray(y).astype(str)
-        lattices = np.array([lattice_of(v) for v in y])
-        val_lattices = None if y_val is None else np.array([lattice_of(v) for v in np.asarray(y_val).astype(str)])
-        self.lattice_model_ = self._stage().fit(X, lattices, X_val, val_lattices)
-        self.sg_model_ = self._stage().fit(self._augment(X), y, None if X_val is None else self._augment(X_val),
-                                           None if y_val is None else np.asarray(y_val).astype(str))
-        self.classes_ = self.sg_model_.classes_
-        class_lattice = np.array([lattice_of(c) for c in self.classes_])
-        # allowed[l, c]: space group c is consistent with lattice l (a merged class is always allowed)
-        self.allowed_ = np.array([(class_lattice == lat) | ~np.char.isnumeric(self.classes_.astype(str))
-                                  for lat in self.lattice_model_.classes_])
-        self.history_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_loss": h["val_loss"]}
-                         for h in self.sg_model_.history_]
-        self.lattice_history_ = self.lattice_model_.history_
-        return self
-
-    def _augment(self, X) -> np.ndarray:
-        return np.column_stack([np.asarray(X, float), self.lattice_model_.predict_proba(X)])
-
-    def predict_lattice_proba(self, X) -> np.ndarray:
-        return self.lattice_model_.predict_proba(X)
+    def __init__(self, label: str):
+        self.classes_ = np.array([label])
 
     def predict_proba(self, X) -> np.ndarray:
-        proba = self.sg_model_.predict_proba(self._augment(X))
-        if self.restrict_to_lattice:
-            mask = self.allowed_[self.predict_lattice_proba(X).argmax(axis=1)]
-            masked = proba * mask
-            total = masked.sum(axis=1, keepdims=True)
-            proba = np.where(total > 0, masked / np.where(total > 0, total, 1), proba)
-        return proba
+        return np.ones((len(X), 1))
+
+
+class TwoStageClassifier(ClassifierMixin, BaseEstimator):
+    """P(sg) = Σ_b P(b) · P(sg | b): stage 1 predicts the lattice b, stage 2 has one space-group expert per lattice.
+
+    Each expert sees only its lattice's rows and the composition features (never stage 1's outputs), so stage 2 needs
+    no out-of-fold stage-1 predictions. combine='hard' keeps only the most likely lattice (CRYSPNet's inference);
+    'soft' sums over lattices, so top-k can go beyond stage 1's accuracy. Any registered classifier is the base learner;
+    seeds > 1 averages that many independently seeded copies of both stages.
+    """
+
+    def __init__(self, base: str = "lightgbm", base_params: Mapping[str, Any] | None = None, combine: str = "soft",
+                 seeds: int = 1, seed: int = 42):
+        self.base, self.base_params, self.combine, self.seeds, self.seed = base, base_params, combine, seeds, seed
+
+    def _learner(self, seed: int):
+        from xtalml.models.registry import build_model
+
+        return build_model(self.base, dict(self.base_params or {}), seed)
+
+    def _fit_one(self, X, y, X_val, y_val, seed: int):
+        from xtalml.models.registry import model_spec
+
+        with_val = model_spec(self.base).uses_validation_rows and X_val is not None
+
+        def fit(model, rows, val_rows, target, val_target):
+            if with_val and val_rows is not None and val_rows.any():
+                return model.fit(X[rows], target[rows], X_val[val_rows], val_target[val_rows])
+            return model.fit(X[rows], target[rows])
+
+        lattices = np.array([lattice_of(v) for v in y])
+        val_lattices = None if y_val is None else np.array([lattice_of(v) for v in y_val])
+        everything = np.ones(len(y), bool)
+        val_all = None if y_val is None else np.ones(len(y_val), bool)
+        stage1 = fit(self._learner(seed), everything, val_all, lattices, val_lattices)
+        experts = {}
+        for lattice in stage1.classes_:
+            rows = lattices == lattice
+            if len(np.unique(y[rows])) == 1:
+                experts[lattice] = _Constant(y[rows][0])
+                continue
+            val_rows = None if y_val is None else val_lattices == lattice
+            experts[lattice] = fit(self._learner(seed), rows, val_rows, y, y_val)
+        return stage1, experts
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        if self.combine not in ("soft", "hard"):
+            raise ValueError(f"two_stage combine={self.combine!r}: choose soft or hard")
+        X, y = np.asarray(X, float), np.asarray(y).astype(str)
+        if X_val is not None:
+            X_val, y_val = np.asarray(X_val, float), np.asarray(y_val).astype(str)
+        self.classes_ = np.unique(y)
+        self.members_ = [self._fit_one(X, y, X_val, y_val, self.seed + i) for i in range(int(self.seeds))]
+        self.lattice_classes_ = self.members_[0][0].classes_
+        history = getattr(self.members_[0][0], "history_", None)
+        if history:
+            self.history_ = history  # stage 1's loss curve
+        return self
+
+    def predict_lattice_proba(self, X) -> np.ndarray:
+        """Stage 1's lattice probabilities (columns: lattice_classes_), averaged over the seeds."""
+        X = np.asarray(X, float)
+        return np.mean([stage1.predict_proba(X) for stage1, _ in self.members_], axis=0)
+
+    def predict_proba(self, X) -> np.ndarray:
+        X = np.asarray(X, float)
+        column = {c: i for i, c in enumerate(self.classes_)}
+        out = np.zeros((len(X), len(self.classes_)))
+        for stage1, experts in self.members_:
+            p_lattice = stage1.predict_proba(X)
+            if self.combine == "hard":
+                p_lattice = np.eye(p_lattice.shape[1])[p_lattice.argmax(axis=1)]
+            for j, lattice in enumerate(stage1.classes_):
+                weight = p_lattice[:, j:j + 1]
+                if not weight.any():
+                    continue
+                expert = experts[lattice]
+                cols = [column[c] for c in np.asarray(expert.classes_).astype(str)]
+                out[:, cols] += weight * expert.predict_proba(X)
+        return out / len(self.members_)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,95 @@
+"""Gradient-boosted trees (LightGBM), early-stopped on the validation rows, behind the scikit-learn interface."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+
+class _LightGBM(BaseEstimator):
+    """Shared fit: LightGBM's own estimator, stopped when the validation loss has not improved for `patience` rounds."""
+
+    def __init__(self, n_estimators: int = 2000, learning_rate: float = 0.05, num_leaves: int = 31,
+                 min_child_samples: int = 20, subsample: float = 0.5, colsample_bytree: float = 0.3,
+                 reg_lambda: float = 1.0, max_bin: int = 63, patience: int = 50, n_jobs: int = 1, seed: int = 42):
+        self.n_estimators, self.learning_rate, self.num_leaves = n_estimators, learning_rate, num_leaves
+        self.min_child_samples, self.subsample, self.colsample_bytree = min_child_samples, subsample, colsample_bytree
+        self.reg_lambda, self.max_bin, self.patience, self.n_jobs, self.seed = reg_lambda, max_bin, patience, n_jobs, seed
+
+    def _estimator(self):
+        raise NotImplementedError
+
+    def _lgbm_params(self) -> dict:
+        # subsample_freq=1 makes `subsample` take effect; deterministic + force_row_wise give the same trees every run
+        return dict(n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
+                    min_child_samples=self.min_child_samples, subsample=self.subsample, subsample_freq=1,
+                    colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda, max_bin=self.max_bin,
+                    n_jobs=self.n_jobs, random_state=self.seed, deterministic=True, force_row_wise=True, verbose=-1)
+
+    def _fit(self, X, y, X_val, y_val):
+        import lightgbm
+
+        self.model_ = self._estimator()
+        evals: dict = {}
+        callbacks = [lightgbm.record_evaluation(evals)]
+        eval_X, eval_y = [X], [y]
+        if X_val is not None and len(y_val):
+            eval_X, eval_y = [X, X_val], [y, y_val]
+            callbacks.append(lightgbm.early_stopping(self.patience, first_metric_only=True, verbose=False))
+        self.model_.fit(X, y, eval_X=tuple(eval_X), eval_y=tuple(eval_y), eval_names=["train", "val"][:len(eval_X)],
+                        callbacks=callbacks)
+        metric = next(iter(evals["train"]))
+        val = evals.get("val", {}).get(metric, [np.nan] * len(evals["train"][metric]))
+        self.history_ = [{"epoch": i, "train_loss": float(t), "val_loss": float(v)}
+                         for i, (t, v) in enumerate(zip(evals["train"][metric], val))]
+        self.best_iteration_ = int(self.model_.best_iteration_ or len(self.history_))
+        self.feature_importances_ = self.model_.booster_.feature_importance("gain")
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return self.model_.predict(np.asarray(X, dtype=float))
+
+
+class LightGBMClassifier(ClassifierMixin, _LightGBM):
+    """Multiclass LightGBM; validation rows of classes unseen in training are left out of early stopping."""
+
+    def _estimator(self):
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(**self._lgbm_params())
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        from sklearn.preprocessing import LabelEncoder
+
+        # labels are encoded here: LightGBM 4.7 does not encode string labels given as eval_y
+        self.encoder_ = LabelEncoder().fit(np.asarray(y).astype(str))
+        self.classes_ = self.encoder_.classes_
+        if X_val is not None:
+            y_val = np.asarray(y_val).astype(str)
+            known = np.isin(y_val, self.classes_)
+            X_val, y_val = np.asarray(X_val, float)[known], self.encoder_.transform(y_val[known])
+        self._fit(np.asarray(X, float), self.encoder_.transform(np.asarray(y).astype(str)), X_val, y_val)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.model_.predict_proba(np.asarray(X, dtype=float))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class LightGBMRegressor(RegressorMixin, _LightGBM):
+    """LightGBM regression on log(target), so errors are relative and predictions stay positive; predicts in target units."""
+
+    def _estimator(self):
+        from lightgbm import LGBMRegressor
+
+        return LGBMRegressor(**self._lgbm_params())
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        self._fit(np.asarray(X, float), np.log(np.asarray(y, float)), X_val,
+                  None if y_val is None else np.log(np.asarray(y_val, float)))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.exp(super().predict(X))
