@@ -9,6 +9,7 @@ import pandas as pd
 from xtalml.chemistry import FormulaError, hill_formula, parse_formula, reduced_formula
 from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import map_with_timeout
+from xtalml.progress import progress
 from xtalml.cif.symmetry import space_group_info
 from xtalml.sources.cod_index import read_cod_index
 from xtalml.sources.download import FAILURES_NAME
@@ -45,7 +46,7 @@ def index_structures(index_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     bad_sg = index["sg_number"].isna() | ~index["sg_number"].between(1, 230)
     rejects = pd.concat([rejects, pd.DataFrame({"id": index.loc[bad_sg, "id"], "reason": "space-group number missing or outside 1-230"})])
     index = index.loc[~bad_sg]
-    comp = {f: _composition_columns(f) for f in index["formula"].unique()}
+    comp = {f: _composition_columns(f) for f in progress(index["formula"].unique(), desc="parse formulas", unit="formula")}
     rows = []
     for rid, formula, sg, e_hull in zip(index["id"], index["formula"], index["sg_number"], index["e_above_hull"]):
         symbol, system, lattice = space_group_info(int(sg))
@@ -60,7 +61,7 @@ def volume_table_structures(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     parts = tuple(sorted({p.stem for p in folder.glob("*.csv")}, key=("train", "val", "test").index))
     table = read_oqmd_volume(folder, parts)
     table["id"] = "oqmd-" + table["published_split"] + "-" + table.groupby("published_split").cumcount().astype(str)
-    comp = {f: _composition_columns(f) for f in table["formula"].unique()}
+    comp = {f: _composition_columns(f) for f in progress(table["formula"].unique(), desc="parse formulas", unit="formula")}
     rows = pd.DataFrame([comp[f] for f in table["formula"]])
     rows.insert(0, "id", table["id"].to_numpy())
     rows["formula_sum"] = table["formula"].to_numpy()
@@ -73,7 +74,8 @@ def cif_structures(paths: dict[str, Path], workers: int, timeout_s: float) -> tu
     """Parse CIF files in parallel; a file that fails, crashes its worker or times out becomes a reject."""
     key_of = {str(p): k for k, p in paths.items()}
     rows, rejects = [], []
-    for item, status, result in map_with_timeout(parse_cif, [str(p) for p in paths.values()], workers, timeout_s):
+    results = map_with_timeout(parse_cif, [str(p) for p in paths.values()], workers, timeout_s)
+    for item, status, result in progress(results, total=len(paths), desc="parse CIFs", unit="file"):
         key = key_of[item]
         if status == "ok":
             file_rows, file_rejects = result

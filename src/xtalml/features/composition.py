@@ -15,6 +15,7 @@ import pandas as pd
 
 from xtalml.chemistry import ATOMIC_NUMBER, ELEMENTS, FormulaError, parse_formula, shorten
 from xtalml.features.embeddings import EMBEDDING_STATS, ElementTable, load_element_table, pooled_features
+from xtalml.progress import progress
 
 MAGPIE_PROPERTIES = (
     "Number", "MendeleevNumber", "AtomicWeight", "MeltingT", "Column", "Row", "CovalentRadius",
@@ -247,6 +248,7 @@ def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS
     n_el = (amount > 0).sum(axis=1)
     values = np.empty((len(z), len(names)))  # every row is written below or set to NaN
     values[n_el == 0] = np.nan
+    bar = progress(total=int((n_el > 0).sum()), desc="featurize compositions", unit="formula")
     for width in np.unique(n_el[n_el > 0]):
         rows = np.flatnonzero(n_el == width)  # one bucket per element count keeps the arrays dense
         zb, ab = z[rows, :width], amount[rows, :width]
@@ -267,6 +269,8 @@ def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS
                 errors |= {int(rows[i]): f"formula {shorten(formulas[rows[i]])!s}: {reason}" for i, reason in too_large.items()}
             values[rows, column:column + block.shape[1]] = block
             column += block.shape[1]
+        bar.update(len(rows))
+    bar.close()
     if errors:
         values[sorted(errors)] = np.nan
     return pd.DataFrame(values, columns=names), errors

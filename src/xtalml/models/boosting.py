@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from xtalml.progress import progress
+
 
 class _LightGBM(BaseEstimator):
     """Shared fit: LightGBM's own estimator, stopped when the validation loss has not improved for `patience` rounds."""
@@ -31,13 +33,15 @@ class _LightGBM(BaseEstimator):
 
         self.model_ = self._estimator()
         evals: dict = {}
-        callbacks = [lightgbm.record_evaluation(evals)]
+        bar = progress(total=self.n_estimators, desc=f"{type(self).__name__} rounds", unit="round")
+        callbacks = [lightgbm.record_evaluation(evals), lambda env: bar.update(1)]
         eval_X, eval_y = [X], [y]
         if X_val is not None and len(y_val):
             eval_X, eval_y = [X, X_val], [y, y_val]
             callbacks.append(lightgbm.early_stopping(self.patience, first_metric_only=True, verbose=False))
         self.model_.fit(X, y, eval_X=tuple(eval_X), eval_y=tuple(eval_y), eval_names=["train", "val"][:len(eval_X)],
                         callbacks=callbacks)
+        bar.close()
         metric = next(iter(evals["train"]))
         val = evals.get("val", {}).get(metric, [np.nan] * len(evals["train"][metric]))
         self.history_ = [{"epoch": i, "train_loss": float(t), "val_loss": float(v)}

@@ -12,6 +12,8 @@ from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from xtalml.progress import progress
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """'auto' → the GPU when one is present, else the CPU."""
@@ -92,6 +94,7 @@ class TorchEstimator(BaseEstimator):
         generator = torch.Generator().manual_seed(self.seed)
         best, best_state, waited = np.inf, None, 0
         self.history_: list[dict[str, float]] = []
+        bar = progress(total=self.max_epochs, desc=f"{type(self).__name__} epochs", unit="epoch")
         for epoch in range(self.max_epochs):
             module.train()
             total, seen = 0.0, 0
@@ -114,12 +117,15 @@ class TorchEstimator(BaseEstimator):
                 scheduler.step()
             self.history_.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
                                   **({} if metric is None else {"val_metric": metric})})
+            bar.set_postfix(val=f"{score:.4g}", refresh=False)
+            bar.update(1)
             if score < best - self.min_delta:
                 best, best_state, waited = score, copy.deepcopy(module.state_dict()), 0
             else:
                 waited += 1
                 if waited >= self.patience:
                     break
+        bar.close()
         if best_state is not None:
             module.load_state_dict(best_state)
         self.module_ = module.cpu().eval()

@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 from pymatgen.core.periodic_table import Element
 
+from xtalml.progress import progress
 from xtalml.sources.cif_text import cif_value
 
 COORD_SCALE = 4.0e6  # AMCSD stores fractional values as base64 int32 scaled by 4e6
@@ -133,7 +134,7 @@ def write_amcsd_cifs(db_path: Path, out_dir: Path, limit: int | None = None) -> 
     """Write one CIF per AMCSD entry into out_dir; return {id: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for entry in iter_amcsd(db_path, limit):
+    for entry in progress(iter_amcsd(db_path, limit), desc="write AMCSD CIFs", unit="file"):
         key = f"amcsd-{entry.amcsd_id:07d}"
         path = out_dir / f"{key}.cif"
         path.write_text(amcsd_cif_text(entry), encoding="utf-8")

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xtalml.progress import progress
+
 DEFAULT_BASE_URL = "https://www.crystallography.net/cod"
 
 
@@ -119,7 +121,7 @@ def download_cifs(ids: list[str], out_dir: Path, base_url: str = DEFAULT_BASE_UR
     failed: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         futures = [pool.submit(download_cif, i, base_url, out_dir, timeout, retries, backoff_s) for i in ids]
-        for future in futures:
+        for future in progress(futures, desc="download COD CIFs", unit="file"):
             cod_id, path, reason = future.result()
             if path is not None:
                 ok[cod_id] = path
