@@ -150,7 +150,7 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     assert {r["task"] for r in runs.values()} <= experiments.keys()
     logged = client.search_runs([experiments[t] for t in {r["task"] for r in runs.values()}], max_results=1000)
-    assert len(logged) == 27
+    assert len(logged) == len(runs)  # one MLflow run per trained model
     for run in logged:
         assert run.data.tags["git_commit"] and any(k.startswith("data.") for k in run.data.tags)
         assert any(k.startswith("test.") for k in run.data.metrics) and any(k.startswith("baseline.") for k in run.data.metrics)
