@@ -123,8 +123,31 @@ def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarra
 
 def _sg_entry(label: str, p: float) -> dict[str, Any]:
     if label.isdigit():
-        return {"number": int(label), "symbol": space_group_info(int(label))[0], "p": round(float(p), 4)}
-    return {"number": None, "symbol": label, "p": round(float(p), 4)}
+        symbol, _, lattice = space_group_info(int(label))
+        return {"number": int(label), "symbol": symbol, "lattice": lattice, "p": round(float(p), 4)}
+    return {"number": None, "symbol": label, "lattice": None, "p": round(float(p), 4)}
+
+
+def lattice_and_group(group_proba: np.ndarray, group_classes: np.ndarray,
+                      lattice_proba: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The headline answer: a Bravais lattice and the most probable space group of that lattice, never contradicting.
+
+    The lattice is the most probable one (by the Bravais model when given, else by summing the space-group
+    probabilities per lattice) among those that some space-group class belongs to.
+    """
+    lattice_of = np.array([space_group_info(int(c))[2] if str(c).isdigit() else "" for c in group_classes])
+    candidates = sorted(set(lattice_of) - {""})
+    if not candidates:  # only merged classes: no lattice can be named
+        j = int(np.argmax(group_proba))
+        return {"bravais_lattice": None, "space_group": _sg_entry(str(group_classes[j]), group_proba[j])}
+    if lattice_proba is None:
+        score = {lat: float(group_proba[lattice_of == lat].sum()) for lat in candidates}
+    else:
+        score = {lat: float(lattice_proba.get(lat, 0.0)) for lat in candidates}
+    lattice = max(candidates, key=lambda lat: (score[lat], float(group_proba[lattice_of == lat].sum())))
+    inside = np.flatnonzero(lattice_of == lattice)
+    j = int(inside[np.argmax(group_proba[inside])])
+    return {"bravais_lattice": lattice, "space_group": _sg_entry(str(group_classes[j]), group_proba[j])}
 
 
 def predict_formulas(predictor: Predictor, formulas: Sequence[str],
@@ -136,10 +159,11 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]
     if good:
         frame = features.iloc[good]
+        probas = {}
         for task, key, k in (("bravais_from_composition", "bravais_top3", 3), ("sg_from_composition", "space_group_top5", 5)):
             if task in predictor.bundles:
                 X = frame[predictor.bundles[task]["feature_names"]].to_numpy(float)
-                proba, classes = predictor._proba(task, X)
+                proba, classes = probas[task] = predictor._proba(task, X)
                 best = np.argsort(-proba, axis=1, kind="stable")[:, :k]
                 for answer, row, idx in zip(answers, proba, best):
                     answer[key] = ([{"lattice": classes[j], "p": round(float(row[j]), 4)} for j in idx]
@@ -147,6 +171,12 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
                 if key == "space_group_top5" and coverage is not None:
                     for answer, groups in zip(answers, space_group_sets(predictor, proba, classes, coverage)):
                         answer["space_group_set"] = {"coverage": coverage, "groups": groups}
+        if "sg_from_composition" in probas:
+            group_proba, group_classes = probas["sg_from_composition"]
+            lattice_proba, lattice_classes = probas.get("bravais_from_composition", (None, None))
+            for i, answer in enumerate(answers):
+                lattices = None if lattice_proba is None else dict(zip(lattice_classes, lattice_proba[i]))
+                answer["prediction"] = lattice_and_group(group_proba[i], group_classes, lattices)
         task = "volume_per_atom_from_composition"
         if task in predictor.bundles:
             bundle = predictor.bundles[task]
@@ -206,6 +236,10 @@ def answers_table(answers: list[dict]) -> pd.DataFrame:
     rows = []
     for a in answers:
         row = {"input": a["input"], "formula": a["formula"]}
+        if "prediction" in a:
+            group = a["prediction"]["space_group"]
+            row["bravais"] = a["prediction"]["bravais_lattice"]
+            row["space_group"] = f"{group['number']} {group['symbol']}" if group["number"] else group["symbol"]
         for i, entry in enumerate(a.get("bravais_top3", []), 1):
             row[f"bravais_{i}"], row[f"p_bravais_{i}"] = entry["lattice"], entry["p"]
         for i, entry in enumerate(a.get("space_group_top5", []), 1):

@@ -56,7 +56,9 @@ def fetch_wheel(requirement: str, sha256: str, cache_dir: Path | None = None, py
         if len(wheels) != 1 or file_sha256(wheels[0]) != sha256:
             raise RuntimeError(f"downloaded wheel for {requirement} does not match sha256 {sha256}")
         target = cache / wheels[0].name
-        shutil.move(str(wheels[0]), target)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        shutil.move(str(wheels[0]), partial)
+        os.replace(partial, target)  # atomic: a process reading the cache at the same time never sees half a wheel
     return target
 
 

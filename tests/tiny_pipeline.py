@@ -1,0 +1,56 @@
+"""The tiny pipeline the end-to-end tests run: the real composed config, shrunk, in a git copy of the working tree."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from xtalml.config import REPO_ROOT, compose
+from xtalml.models.registry import REGISTRY
+
+CLASSICAL = tuple(name for name, spec in REGISTRY.items() if spec.cross_validates)
+EPOCHS = tuple(name for name, spec in REGISTRY.items() if spec.torch)
+# The real config, shrunk: few rows, one or two epochs or a few boosting rounds, two folds.
+TINY = ["data.limit=300", "composition_sources.cod_index.limit=3000", "composition_sources.oqmd_volume.limit=1500",
+        "parse.timeout_s=20",
+        *[f"models.{m}.cv_folds=2" for m in CLASSICAL], "models.random_forest.n_estimators=5",
+        "models.adaboost.n_estimators=3", "models.logistic_regression.max_iter=50", "models.svm.max_train_rows=500",
+        *[f"models.{m}.max_epochs=2" for m in EPOCHS], "models.tabnet.batch_size=128", "models.tabnet.virtual_batch_size=64",
+        "models.lightgbm.n_estimators=5", "models.lightgbm_regressor.n_estimators=10",
+        "tasks.sg_from_composition.model_overrides.lightgbm.n_estimators=5",
+        "tasks.volume_per_atom_from_composition.model_overrides.lightgbm_regressor.n_estimators=10",
+        *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")],
+        *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet")]]
+
+
+def run(cmd: list[str], cwd: Path, env: dict) -> str:
+    """Run a command; fail the test with its output tail if it fails; return stdout and stderr."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def tiny_repo(tmp_path_factory) -> tuple[Path, dict]:
+    """A git clone-like copy of the working tree (tracked and untracked-but-not-ignored files) with the tiny params."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    root = tmp_path_factory.mktemp("clone") / "repo"
+    for name in files:
+        if (REPO_ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, root / name)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    for metric in (root / "metrics").glob("*.json"):
+        metric.unlink()
+    # mlflow.set_tracking_uri in an earlier test of this process sets MLFLOW_TRACKING_URI: the copy uses its own store
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    (root / "params.yaml").write_text(yaml.safe_dump(compose(TINY), sort_keys=False))
+    run(["git", "init", "-q"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "copy"], root, env)
+    return root, env
