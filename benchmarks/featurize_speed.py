@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xtalml.chemistry import FormulaError, parse_formula  # noqa: E402
-from xtalml.config import compose  # noqa: E402
+from xtalml.config import compose, source_config  # noqa: E402
 from xtalml.features.composition import composition_features, elemental_tables  # noqa: E402
 from xtalml.features.embeddings import load_element_table  # noqa: E402
 from xtalml.sources.cod_index import read_cod_index  # noqa: E402
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--sets", default="all", help="embedding sets to time: all, none, or a comma list")
     args = parser.parse_args()
 
-    cfg = compose(["data=cod_index"])["data"]
+    cfg = source_config("cod_index")
     with tempfile.TemporaryDirectory() as tmp:
         index = read_cod_index(extract_member(fetch_wheel(cfg["wheel"], cfg["sha256"]), cfg["member"], Path(tmp) / "i.gz"))
     formulas = []

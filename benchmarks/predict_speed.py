@@ -1,7 +1,7 @@
 """Batch prediction time: 10,000 formulas through `predict_formulas` with the models `dvc repro` wrote.
 
 Usage: python benchmarks/predict_speed.py [--n 10000] [--models models] [--coverage 0.9]
-Formulas are the test-split formulas of the composition table (data/composition), repeated if fewer than --n;
+Formulas are the test-split formulas of sg_from_composition's table, repeated if fewer than --n;
 run `dvc repro` first. Prints the model loading time, then the prediction time with and without conformal sets.
 """
 
@@ -10,9 +10,9 @@ import resource
 import time
 from pathlib import Path
 
-import pandas as pd
-
+from xtalml.config import load_params
 from xtalml.predict import load_predictor, predict_formulas
+from xtalml.tasks import read_table, task_sources
 
 
 def main() -> None:
@@ -22,9 +22,8 @@ def main() -> None:
     parser.add_argument("--coverage", type=float, default=0.9)
     args = parser.parse_args()
 
-    table = pd.read_parquet("data/composition/features.parquet", columns=["id", "formula"])
-    split = pd.read_parquet("data/composition/split.parquet")
-    test = table.merge(split, on="id").query("part == 'test'")["formula"].drop_duplicates().tolist()
+    table = read_table(task_sources(load_params()["tasks"]["sg_from_composition"]), ["id", "formula"])
+    test = table.query("part == 'test'")["formula"].drop_duplicates().tolist()
     formulas = (test * (args.n // len(test) + 1))[: args.n]
     started = time.perf_counter()
     predictor = load_predictor(args.models)

@@ -1,4 +1,4 @@
-"""Stage parse: every raw record → data/interim/structures.parquet or rejects.parquet (with its reason)."""
+"""Stage parse@<source>: every raw record → structures.parquet, or rejects.parquet with its reason."""
 
 import argparse
 import json
@@ -9,9 +9,9 @@ from xtalml.config import load_params, section
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
-parser.add_argument("--raw", default="data/raw")
-parser.add_argument("--out", default="data/interim")
-parser.add_argument("--metrics", default="metrics/parse.json")
+parser.add_argument("--raw", required=True)
+parser.add_argument("--out", required=True)
+parser.add_argument("--metrics", required=True)
 args = parser.parse_args()
 
 cfg = section(load_params(args.params), "parse", ["workers", "timeout_s"])
@@ -25,4 +25,4 @@ summary = {"parsed": len(structures), "rejected": summarise_rejects(rejects),
            "parsed_fraction": round(len(structures) / total, 6) if total else 0.0}
 Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
 Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
-print(f"parse: {len(structures)} structures, {len(rejects)} rejects")
+print(f"parse {args.raw}: {len(structures)} structures, {len(rejects)} rejects")

@@ -13,7 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 
 from xtalml.cif.parse import parse_cif
-from xtalml.config import REPO_ROOT, compose
+from xtalml.config import REPO_ROOT, source_config
 from xtalml.features.composition import composition_features, feature_names
 from xtalml.sources.wheels import extract_member, fetch_wheel
 
@@ -42,14 +42,14 @@ def edge_case_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def amcsd_db(tmp_path_factory) -> Path:
-    cfg = compose(["data=amcsd"])["data"]
+    cfg = source_config("amcsd")
     wheel = fetch_wheel(cfg["wheel"], cfg["sha256"])
     return extract_member(wheel, cfg["member"], tmp_path_factory.mktemp("amcsd") / "amcsd.db")
 
 
 @pytest.fixture(scope="session")
 def cod_index_file(tmp_path_factory) -> Path:
-    cfg = compose(["data=cod_index"])["data"]
+    cfg = source_config("cod_index")
     wheel = fetch_wheel(cfg["wheel"], cfg["sha256"])
     return extract_member(wheel, cfg["member"], tmp_path_factory.mktemp("codidx") / "cod_index.json.gz")
 

@@ -17,32 +17,39 @@ def repo(tmp_path_factory):
 
 
 def test_dvc_repro_split_end_to_end(repo):
+    from xtalml.tasks import read_table
+
     root, env = repo
     out = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
+    for stage in ("download", "parse", "featurize"):  # one chain per source
+        assert all(f"Running stage '{stage}@{key}'" in out for key in ("primary", "cod_index", "oqmd_volume"))
     assert "Running stage 'split'" in out
-    structures = pd.read_parquet(root / "data/interim/structures.parquet")
-    features = pd.read_parquet(root / "data/processed/features.parquet")
-    split = pd.read_parquet(root / "data/processed/split.parquet")
-    schema = json.loads((root / "data/processed/feature_schema.json").read_text())
-    assert len(pd.read_csv(root / "data/raw/manifest.csv")) == 300
+    structures = pd.read_parquet(root / "data/sources/primary/structures.parquet")
+    features = pd.read_parquet(root / "data/features/primary/features.parquet")
+    split = pd.read_parquet(root / "data/split/primary.parquet")
+    schema = json.loads((root / "data/features/primary/feature_schema.json").read_text())
+    assert len(pd.read_csv(root / "data/sources/primary/raw/manifest.csv")) == 300
     assert len(structures) >= 297
     assert len(features) == len(split) and set(split["part"]) == {"train", "val", "test"}
     parts = features.merge(split, on="id").groupby("reduced_formula")["part"].nunique()
     assert (parts == 1).all()
     assert len(schema["features"]["composition"]) == 149 and len(schema["features"]["geometry"]) == 16
-    assert json.loads((root / "metrics/split.json").read_text())["formulas_in_two_parts"] == 0
-    # one assignment per formula in every table: the AMCSD rows of the composition table sit where the primary has them
-    tables = ("processed", "composition/cod_index", "composition/oqmd_volume")
-    rows = pd.concat([pd.read_parquet(root / f"data/{t}/features.parquet", columns=["id", "source", "reduced_formula"]).merge(
-        pd.read_parquet(root / f"data/{t}/split.parquet"), on="id").assign(table=t) for t in tables])
-    ours = rows[(rows["source"] != "oqmd_volume") & (rows["part"] != "excluded")]  # OQMD keeps its published split
+    index_schema = json.loads((root / "data/features/cod_index/feature_schema.json").read_text())
+    assert index_schema["features"] == {"geometry": [], "composition": schema["features"]["composition"]}  # no cells
+    assert json.loads((root / "metrics/split.json").read_text())["groups_in_two_parts_without_published_split"] == 0
+    # one assignment per formula in every source: a formula's AMCSD rows sit where its COD-index rows are
+    rows = pd.concat([pd.read_parquet(root / f"data/features/{k}/features.parquet", columns=["id", "source", "reduced_formula"]).merge(
+        pd.read_parquet(root / f"data/split/{k}.parquet"), on="id") for k in ("primary", "cod_index", "oqmd_volume")])
+    ours = rows[rows["source"] != "oqmd_volume"]  # OQMD keeps its published split
     assert (ours.groupby("reduced_formula")["part"].nunique() == 1).all()
-    assert (rows["source"] == "amcsd").sum() == 3 * len(features)  # AMCSD rows are in every table
+    assert ours["reduced_formula"].duplicated().any()  # formulas in both sources, or the check above says nothing
     oqmd = rows[rows["source"] == "oqmd_volume"]
-    assert len(oqmd) == 4500 and set(oqmd["part"]) <= {"train", "val", "test", "excluded"}
-    assert (oqmd["id"].str.split("-").str[1] == oqmd["part"]).sum() == (oqmd["part"] != "excluded").sum()
-    used = rows[rows["part"] != "excluded"]  # within a table no formula is in two parts, OQMD included
-    assert (used.groupby(["table", "reduced_formula"])["part"].nunique() == 1).all()
+    assert len(oqmd) == 4500 and (oqmd["id"].str.split("-").str[1] == oqmd["part"]).all()
+    # a task's table stacks its sources; a group held out by one of them never trains there, OQMD included
+    table = read_table(["oqmd_volume", "primary"], ["id", "source", "reduced_formula"], root)
+    assert len(table) == len(oqmd) + len(features) and set(table["part"]) <= {"train", "val", "test", "excluded"}
+    used = table[table["part"] != "excluded"]
+    assert (used.groupby("reduced_formula")["part"].nunique() == 1).all()
 
     again = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
     assert "Running stage" not in again
@@ -56,7 +63,7 @@ def test_changing_one_stage_param_reruns_only_downstream(repo):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
     assert "Running stage 'split'" in out
-    assert not any(f"Running stage '{s}'" in out for s in ("download", "parse", "featurize"))
+    assert not any(f"Running stage '{s}@" in out for s in ("download", "parse", "featurize"))
 
 
 def test_dvc_exp_run_composes_hydra_overrides(repo):
@@ -64,7 +71,7 @@ def test_dvc_exp_run_composes_hydra_overrides(repo):
     out = _run([sys.executable, "-m", "dvc", "exp", "run", *[a for o in TINY for a in ("-S", o)],
                 "-S", "split.seed=11", "split"], root, env)
     assert yaml.safe_load((root / "params.yaml").read_text())["split"]["seed"] == 11  # composed from conf/ by DVC
-    assert "Running stage 'split'" in out and "Running stage 'download'" not in out
+    assert "Running stage 'split'" in out and "Running stage 'download@" not in out
 
 
 def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch):

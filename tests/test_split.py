@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from xtalml.chemistry import reduced_formula
-from xtalml.splitting import (group_labels, grouped_split, near_duplicate_share, overlapping_groups, shared_split,
-                              time_split)
+from xtalml.splitting import (exclude_lesser_parts, group_labels, grouped_split, near_duplicate_share, overlapping_groups,
+                              shared_split, time_split)
 
 
 def _table(n=3000, seed=0):
@@ -62,7 +62,8 @@ def test_one_assignment_per_group_in_every_table(group):
     tables = _tables()
     cfg = {"method": "grouped", "group": group, "stratify": "sg_number", "test_size": 0.2, "val_size": 0.2, "seed": 1}
     parts = shared_split(tables, cfg)
-    stacked = pd.concat([t.assign(part=parts[n].to_numpy(), key=group_labels(t, group).to_numpy()) for n, t in tables.items()])
+    stacked = pd.concat([t.assign(part=parts[n]["part"].to_numpy(), key=group_labels(t, group).to_numpy()) for n, t in tables.items()])
+    assert all((parts[n]["id"] == t["id"]).all() and (parts[n]["group"] == group_labels(t, group)).all() for n, t in tables.items())
     assert stacked.groupby("key")["part"].nunique().max() == 1
     assert stacked.groupby("reduced_formula")["part"].nunique().max() == 1
     assert set(stacked["part"]) == {"train", "val", "test"}
@@ -84,10 +85,12 @@ def test_published_split_is_kept_and_rows_of_held_out_groups_never_train(group):
     tables = _tables()
     published = tables["primary"].iloc[:150].assign(id=lambda t: "pub" + t["id"],
                                                    published_split=np.resize(["train", "val", "test"], 150))
-    tables["published"] = pd.concat([published, tables["primary"]], ignore_index=True)  # like OQMD + AMCSD rows
+    tables["published"] = published  # like the OQMD benchmark
     cfg = {"method": "grouped", "group": group, "stratify": "sg_number", "test_size": 0.2, "val_size": 0.2, "seed": 1}
     parts = shared_split(tables, cfg)
-    mixed = tables["published"].assign(part=parts["published"].to_numpy(), key=group_labels(tables["published"], group).to_numpy())
+    # a task stacking the published source with the primary one (like OQMD + AMCSD rows), as tasks.read_table does
+    mixed = pd.concat([tables[k].merge(parts[k], on="id") for k in ("published", "primary")], ignore_index=True)
+    mixed = mixed.assign(part=exclude_lesser_parts(mixed["part"], mixed["group"]), key=mixed["group"])
     kept = mixed[mixed["published_split"].notna() & (mixed["part"] != "excluded")]
     assert (kept["part"] == kept["published_split"]).all()  # a published part is never changed, only excluded
     assert (mixed["part"] == "excluded").sum() > 0
@@ -95,7 +98,7 @@ def test_published_split_is_kept_and_rows_of_held_out_groups_never_train(group):
     assert used.groupby("key")["part"].nunique().max() == 1  # no group in two parts of one table
     held_out = set(used.loc[used["part"].isin(["val", "test"]), "key"])
     assert set(mixed.loc[mixed["part"] == "excluded", "key"]) <= held_out  # excluded: its group is held out there
-    assert (parts["primary"] == shared_split({k: tables[k] for k in ("primary", "composition")}, cfg)["primary"]).all()
+    assert (parts["primary"] == shared_split({k: tables[k] for k in ("primary", "composition")}, cfg)["primary"]).all().all()
 
 
 def test_published_split_can_be_replaced_by_ours():
@@ -104,7 +107,7 @@ def test_published_split_can_be_replaced_by_ours():
     cfg = {"method": "grouped", "group": "chemical_system", "stratify": "sg_number", "test_size": 0.2, "val_size": 0.2,
            "seed": 1, "keep_published_split": False}
     parts = shared_split(tables, cfg)
-    assert set(parts["published"]) == {"train", "val", "test"}  # all rows published as train, now split by our groups
-    stacked = pd.concat([t.assign(part=parts[n].to_numpy(), key=group_labels(t, "chemical_system").to_numpy())
+    assert set(parts["published"]["part"]) == {"train", "val", "test"}  # all rows published as train, now split by our groups
+    stacked = pd.concat([t.assign(part=parts[n]["part"].to_numpy(), key=group_labels(t, "chemical_system").to_numpy())
                          for n, t in tables.items()])
     assert stacked.groupby("key")["part"].nunique().max() == 1

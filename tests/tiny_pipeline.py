@@ -14,7 +14,7 @@ from xtalml.models.registry import REGISTRY
 CLASSICAL = tuple(name for name, spec in REGISTRY.items() if spec.cross_validates)
 EPOCHS = tuple(name for name, spec in REGISTRY.items() if spec.torch)
 # The real config, shrunk: few rows, one or two epochs or a few boosting rounds, two folds.
-TINY = ["data.limit=300", "composition_sources.cod_index.limit=3000", "composition_sources.oqmd_volume.limit=1500",
+TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oqmd_volume.limit=1500",
         "parse.timeout_s=20",
         *[f"models.{m}.cv_folds=2" for m in CLASSICAL], "models.random_forest.n_estimators=5",
         "models.adaboost.n_estimators=3", "models.logistic_regression.max_iter=50", "models.svm.max_train_rows=500",

@@ -41,6 +41,19 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> di
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def source_section(params: dict[str, Any], key: str) -> dict[str, Any]:
+    """One entry of the `sources` section, with a clear error for an unknown key."""
+    sources = section(params, "sources")
+    if key not in sources:
+        raise KeyError(f"source {key!r} is not in params.yaml; sources: {', '.join(sources)}")
+    return sources[key]
+
+
+def source_config(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The composed config of one data source (conf/data/<name>.yaml) as the primary source."""
+    return compose([f"data@sources.primary={name}", *overrides])["sources"]["primary"]
+
+
 def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
     """dvc.yaml's top-level plots for every training run: confusion, predicted-vs-true, loss curves, importances."""
     from xtalml.evaluation.report import UNITS

@@ -106,20 +106,19 @@ def group_labels(table: pd.DataFrame, group: str) -> pd.Series:
     return table[group].astype(str)
 
 
-def shared_split(tables: Mapping[str, pd.DataFrame], cfg: Mapping[str, Any]) -> dict[str, pd.Series]:
-    """One part per group for every table: all tables' groups are split together, so a formula (or chemical
-    system) is in the same part everywhere. Each table's rows need id, formula, reduced_formula, year, label.
+def shared_split(tables: Mapping[str, pd.DataFrame], cfg: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """One part per group for every source: all sources' groups are split together, so a formula (or chemical
+    system) is in the same part everywhere. Each source's rows need id, formula, reduced_formula, year, label.
 
     Rows with a published part (column published_split, e.g. the OQMD benchmark) keep it unless
-    cfg['keep_published_split'] is false (then they are split like the rest). Where a published part
-    meets ours inside one table, a group keeps only its most held-out part (test, then val) there; its other rows
-    in that table become 'excluded' (never trained on), so no table has a group in two parts.
+    cfg['keep_published_split'] is false (then they are split like the rest). Returns per source: id, part, group
+    (the grouping key, so a task that stacks sources can apply exclude_lesser_parts).
     """
     stacked = pd.concat([t.assign(_table=name, _group=group_labels(t, cfg["group"]).to_numpy())
                          for name, t in tables.items()], ignore_index=True)
     published = stacked["published_split"] if "published_split" in stacked else pd.Series(pd.NA, index=stacked.index)
     fixed = published.isin(PARTS).to_numpy() & bool(cfg.get("keep_published_split", True))
-    free = stacked.loc[~fixed].drop_duplicates("id").reset_index(drop=True)  # a row in several tables counts once
+    free = stacked.loc[~fixed].drop_duplicates("id").reset_index(drop=True)  # a row in several sources counts once
     if cfg["method"] == "grouped":
         ours = grouped_split(free, "_group", cfg.get("stratify"), cfg["test_size"], cfg["val_size"], cfg["seed"])
     elif cfg["method"] == "time":
@@ -131,11 +130,34 @@ def shared_split(tables: Mapping[str, pd.DataFrame], cfg: Mapping[str, Any]) -> 
     part = pd.Series("train", index=stacked.index, dtype=object)
     part[~fixed] = stacked.loc[~fixed, "id"].map(pd.Series(ours.to_numpy(), index=free["id"])).to_numpy()
     part[fixed] = published[fixed].astype(str).to_numpy()
-    rank = part.map({"train": 0, "val": 1, "test": 2})
-    held_out = rank.groupby([stacked["_table"], stacked["_group"]]).transform("max")
-    part[rank.notna() & (rank < held_out)] = "excluded"
-    return {name: pd.Series(part[stacked["_table"] == name].to_numpy(), index=t.index, name="part")
+    return {name: pd.DataFrame({"id": t["id"].to_numpy(), "part": part[stacked["_table"] == name].to_numpy(),
+                                "group": stacked.loc[stacked["_table"] == name, "_group"].to_numpy()})
             for name, t in tables.items()}
+
+
+def exclude_lesser_parts(part: pd.Series, group: pd.Series) -> pd.Series:
+    """Where a published part meets ours in one table, a group keeps only its most held-out part (test, then val);
+    its other rows become 'excluded' (never trained on), so the table has no group in two parts."""
+    rank = part.map({"train": 0, "val": 1, "test": 2})
+    held_out = rank.groupby(group.to_numpy()).transform("max")
+    return part.where(~(rank.notna() & (rank < held_out)), "excluded")
+
+
+def split_summary(sources: Mapping[str, pd.DataFrame], parts: Mapping[str, pd.DataFrame],
+                  cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows and formulas per part for every source; groups in two parts across sources (0 bar published parts)."""
+    summary: dict[str, Any] = {"method": cfg["method"], "group": cfg["group"], "sources": {}}
+    for key, table in sources.items():
+        part = pd.Series(parts[key]["part"].to_numpy(), index=table.index)
+        summary["sources"][key] = {"rows": part.value_counts().to_dict(),
+                                   "formulas": table.groupby(part)["reduced_formula"].nunique().to_dict()}
+    ours = pd.concat([t.assign(part=parts[k]["part"].to_numpy(), _group=parts[k]["group"].to_numpy())
+                      for k, t in sources.items()], ignore_index=True)
+    published = ours["published_split"] if "published_split" in ours else pd.Series(pd.NA, index=ours.index)
+    summary["groups_in_two_parts_without_published_split"] = len(  # 0 by design
+        overlapping_groups(ours[published.isna().to_numpy()], ours.loc[published.isna().to_numpy(), "part"], "_group"))
+    summary["near_duplicate_rule"] = "test row with a train row of the same elements, every atomic fraction within 0.02"
+    return summary
 
 
 SPLIT_COLUMNS = ("id", "source", "formula", "reduced_formula", "year", "published_split")

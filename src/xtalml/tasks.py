@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from xtalml.features.table import feature_columns
+from xtalml.splitting import exclude_lesser_parts
 
-PRIMARY_TABLE = "primary"  # the `data` source's table (cells and compositions); every other table is a composition source
 BASELINE_COLUMNS = ("geom_volume_analytic", "magpie_mean_GSvolume_pa")
 PARTS = ("train", "val", "test")
 
@@ -32,17 +32,46 @@ class TaskData:
     inputs: list[Path] = field(default_factory=list)
 
 
-def table_folder(table: str) -> Path:
-    """Folder of a table: the primary source's, or a composition source's (a key of `composition_sources`)."""
-    if not str(table).isidentifier():
-        raise ValueError(f"task table {table!r}: name '{PRIMARY_TABLE}' or a key of composition_sources")
-    return Path("data/processed") if table == PRIMARY_TABLE else Path("data/composition") / table
+FEATURES_DIR = Path("data/features")  # featurize@<source> writes <source>/features.parquet, feature_schema.json
+SPLIT_DIR = Path("data/split")        # the split stage writes <source>.parquet (id, part, group)
 
 
-def task_paths(cfg: Mapping[str, Any], root: Path = Path(".")) -> list[Path]:
-    """Feature table, split and schema files a task reads."""
-    folder = root / table_folder(cfg["table"])
-    return [folder / "features.parquet", folder / "split.parquet", folder / "feature_schema.json"]
+def task_sources(cfg: Mapping[str, Any]) -> list[str]:
+    """The sources whose rows a task stacks (keys of `sources` in params.yaml), first source first."""
+    sources = cfg.get("sources")
+    if not sources or isinstance(sources, str) or not all(str(s).isidentifier() for s in sources):
+        raise ValueError(f"a task's `sources` lists keys of the `sources` section, e.g. [cod_index, primary]; got {sources!r}")
+    return [str(s) for s in sources]
+
+
+def table_name(sources: Sequence[str]) -> str:
+    """Name of the table a task reads: its sources joined, e.g. 'cod_index+primary'."""
+    return "+".join(sources)
+
+
+def task_paths(cfg: Mapping[str, Any], root: Path = Path("."), split_dir: Path | None = None) -> list[Path]:
+    """Feature, schema and split files of every source a task stacks."""
+    return [path for source in task_sources(cfg) for path in (
+        root / FEATURES_DIR / source / "features.parquet", root / FEATURES_DIR / source / "feature_schema.json",
+        (split_dir or root / SPLIT_DIR) / f"{source}.parquet")]
+
+
+def read_table(sources: Sequence[str], columns: Sequence[str] | None = None, root: Path = Path("."),
+               split_dir: Path | None = None) -> pd.DataFrame:
+    """The sources' feature rows stacked (a row id counts once, from the first source that has it), with their
+    split part; a group held out anywhere in the stack keeps only that part here, its other rows become 'excluded'."""
+    import pyarrow.parquet as pq
+
+    frames = []
+    for source in sources:
+        path = root / FEATURES_DIR / source / "features.parquet"
+        present = pq.read_schema(path).names
+        wanted = [c for c in dict.fromkeys(columns) if c in present] if columns is not None else None
+        rows = pd.read_parquet(path, columns=wanted)
+        frames.append(rows.merge(pd.read_parquet((split_dir or root / SPLIT_DIR) / f"{source}.parquet"), on="id", how="inner"))
+    table = pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
+    table["part"] = exclude_lesser_parts(table["part"], table["group"])
+    return table
 
 
 def model_config(task_cfg: Mapping[str, Any], model_name: str, models: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,23 +82,29 @@ def model_config(task_cfg: Mapping[str, Any], model_name: str, models: Mapping[s
 def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None) -> TaskData:
     """Rows with a target and complete features, split into parts, rare classes handled as configured.
 
-    split replaces the table's split file (another split mode, for comparison).
+    split replaces the folder of split files (another split mode, for comparison).
     """
-    features_path, split_path, schema_path = task_paths(cfg, root)
-    split_path = split or split_path
-    for path in (features_path, split_path, schema_path):
+    paths = task_paths(cfg, root, split)
+    for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"task {name} needs {path}; run `dvc repro` for the stages that write it")
-    schema = json.loads(schema_path.read_text())
-    names = feature_columns(schema, cfg["features"])
+    sources = task_sources(cfg)
+    schemas = {s: json.loads((root / FEATURES_DIR / s / "feature_schema.json").read_text()) for s in sources}
+    names = feature_columns(schemas[sources[0]], cfg["features"])
     if not names:
-        raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {schema_path}")
+        raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {FEATURES_DIR / sources[0]}")
+    for source, schema in schemas.items():
+        missing = set(names) - {c for group in schema["features"].values() for c in group}
+        if missing:
+            raise ValueError(f"task {name}: source {source} lacks {len(missing)} of its features "
+                             f"(e.g. {sorted(missing)[0]}); a stacked source needs the feature groups {list(cfg['features'])}")
     target = cfg["target"]
-    table = pd.read_parquet(features_path)
-    keep = ["id", "reduced_formula", *(["source"] if "source" in table and target != "source" else []), target, *names, *[c for c in BASELINE_COLUMNS if c in table and c not in names]]
-    table = table[keep].merge(pd.read_parquet(split_path), on="id", how="inner")
+    table = read_table(sources, ["id", "reduced_formula", "source", target, *names, *BASELINE_COLUMNS], root, split)
+    excluded = table["part"] == "excluded"
+    info: dict[str, Any] = {"table": table_name(sources), "rows_excluded": (  # group held out by another source here
+        table.loc[excluded, "source"].value_counts().to_dict() if "source" in table else int(excluded.sum()))}
     table = table[table["part"].isin(PARTS)]
-    info: dict[str, Any] = {"rows_in_table": int(len(table))}
+    info["rows_in_table"] = int(len(table))
     complete = table[target].notna() & table[names].notna().all(axis=1)
     if cfg["kind"] == "regression":
         complete &= table[target] > 0
@@ -93,7 +128,7 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
             raise ValueError(f"task {name}: rare_classes={cfg['rare_classes']!r}, choose merge or drop")
         info["classes"] = int(table.loc[table["part"] == "train", target].nunique())
     data = TaskData(name=name, kind=cfg["kind"], target=target, feature_names=names, info=info,
-                    inputs=[features_path, split_path])
+                    inputs=[p for p in paths if p.suffix == ".parquet"])
     for part in PARTS:
         rows = table[table["part"] == part].reset_index(drop=True)
         data.frames[part] = rows
@@ -103,14 +138,3 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
     if min(len(data.y["train"]), len(data.y["test"])) == 0:
         raise ValueError(f"task {name}: no {'train' if not len(data.y['train']) else 'test'} rows after filtering")
     return data
-
-
-def stack_composition_tables(index_features: pd.DataFrame, primary_features: pd.DataFrame | None,
-                             composition_columns: list[str]) -> pd.DataFrame:
-    """A composition source's rows plus (optionally) the primary table's rows, composition features and targets."""
-    columns = ["id", "source", "formula", "reduced_formula", "year", "sg_number", "sg_symbol", "crystal_system",
-               "bravais_lattice", "volume_per_atom", "published_split", *composition_columns]
-    frames = [index_features[[c for c in columns if c in index_features]]]
-    if primary_features is not None:
-        frames.append(primary_features[[c for c in columns if c in primary_features]])
-    return pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)

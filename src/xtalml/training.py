@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -153,10 +154,11 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
 
 
 def _log_datasets(task: TaskData) -> None:
-    features, split = task.inputs[0], task.inputs[1]
+    features, splits = task.inputs[0], task.inputs[1::2]  # inputs: each source's features then its split
+    digest = hashlib.md5("".join(file_md5(p) for p in splits).encode()).hexdigest()[:8]
     for part, context in (("train", "training"), ("val", "validation"), ("test", "test")):
         frame = task.frames[part][["id", *task.feature_names, task.target]]
-        log_dataset(frame, features, context, f"{task.name}:{part} ({features.parent.name}, split {file_md5(split)[:8]})",
+        log_dataset(frame, features, context, f"{task.name}:{part} ({task.info['table']}, split {digest})",
                     targets=task.target)
 
 
@@ -196,7 +198,7 @@ def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, res
         metrics |= numeric_metrics(values, f"baseline.{name}.")
     metrics["train_seconds"] = result["train_seconds"]
     tags = {"git_commit": git_commit(), "task": task_name, "model": model_name,
-            **{f"data.{Path(p).name}": file_digest(Path(p)) for p in task.inputs}}
+            **{f"data.{'/'.join(Path(p).parts[-2:])}": file_digest(Path(p)) for p in task.inputs}}
     params = flatten({"task": dict(task_cfg), "model": dict(model_cfg), "seed": seed})
     log_results(params, metrics, _history(out), tags, [Path(out["metrics"]), Path(out["plots"])])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,7 +13,8 @@ import pandas as pd
 
 from xtalml.cif.symmetry import space_group_info
 from xtalml.evaluation import figures
-from xtalml.tasks import table_folder
+from xtalml.splitting import near_duplicate_share
+from xtalml.tasks import SPLIT_DIR, read_table, table_name, task_sources
 
 CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "top5_accuracy": "top-5",
                           "top10_accuracy": "top-10", "polymorph_accuracy": "any polymorph", "balanced_accuracy": "balanced acc.", "f1_macro": "macro F1", "f1_weighted": "weighted F1"}
@@ -29,9 +30,7 @@ class ReportInputs:
     metrics: Path = Path("metrics")
     plots: Path = Path("plots")
     predictions: Path = Path("data/predictions")
-    tables: dict[str, Path] = field(default_factory=lambda: {
-        "AMCSD structures (geometry and volume tasks)": Path("data/processed/features.parquet"),
-        "COD index + AMCSD formulas (composition tasks)": Path("data/composition/cod_index/features.parquet")})
+    split: Path = SPLIT_DIR
 
     def path(self, p: Path) -> Path:
         return self.root / p
@@ -63,7 +62,7 @@ def load_model_metrics(metrics_dir: Path) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for path in sorted(Path(metrics_dir).glob("*/*.json")):
         metrics = json.loads(path.read_text())
-        if "task" in metrics and "test" in metrics:  # metrics/composition_table/*.json are not model runs
+        if "task" in metrics and "test" in metrics:  # metrics/parse, featurize, split... are not model runs
             out.setdefault(path.parent.name, {})[path.stem] = metrics
     return out
 
@@ -119,40 +118,49 @@ SOURCE_NAMES = {"amcsd": "AMCSD (larixite wheel)", "cod_index": "COD index (dara
                 "oqmd_volume": "OQMD volume per atom (crabnet wheel)", "cod": "COD (online)", "local": "local CIFs"}
 
 
-def data_summary(metrics: Path) -> dict[str, pd.DataFrame]:
-    """Rows per source through parse and featurize, rejects by reason, rows per split part."""
-    parse = json.loads((metrics / "parse.json").read_text())
-    featurize = json.loads((metrics / "featurize.json").read_text())
-    compositions = {p.stem: json.loads(p.read_text()) for p in sorted((metrics / "composition_table").glob("*.json"))}
+def data_summary(metrics: Path, sources_cfg: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """Rows per source through parse and featurize, rejects by reason, rows per split part and source."""
     split = json.loads((metrics / "split.json").read_text())
-    rows = [{"source": "primary: " + SOURCE_NAMES.get(featurize.get("source", ""), "AMCSD (larixite wheel)"),
-             "records": parse["parsed"] + parse["rejected"]["total"], "rejected at parse": parse["rejected"]["total"],
-             "rejected at featurize": featurize["rejected"]["total"], "rows in feature table": featurize["rows"]}]
-    reasons = []
-    for table, m in (("primary", parse), ("primary", featurize), *compositions.items()):
-        stage = next(iter(m["rejected"]["by_stage"]), "") if len(m["rejected"]["by_stage"]) == 1 else "parse/featurize"
-        for reason, count in m["rejected"]["top_reasons"].items():
-            reasons.append({"table": table, "stage": stage, "reason": reason, "rows": count})
-    for key, m in compositions.items():
-        own = m["rows"] - sum(v for s, v in m["rows_by_source"].items() if s != key)
-        by_stage = m["rejected"]["by_stage"]
-        rows.append({"source": SOURCE_NAMES.get(key, key), "records": own + m["rejected"]["total"],
+    rows, reasons = [], []
+    for key, cfg in sources_cfg.items():
+        parse = json.loads((metrics / "parse" / f"{key}.json").read_text())
+        featurize = json.loads((metrics / "featurize" / f"{key}.json").read_text())
+        by_stage = parse["rejected"]["by_stage"]
+        rows.append({"source": f"{key}: {SOURCE_NAMES.get(cfg.get('name', ''), cfg.get('name', ''))}",
+                     "records": parse["parsed"] + by_stage.get("parse", 0) + by_stage.get("download", 0),
                      "rejected at parse": by_stage.get("parse", 0) + by_stage.get("download", 0),
-                     "rejected at featurize": by_stage.get("featurize", 0), "rows in feature table": own})
-    names = {"data/processed": "primary (AMCSD)", **{f"data/composition/{k}": f"{k} + primary" for k in compositions}}
+                     "rejected at featurize": featurize["rejected"]["total"], "rows in feature table": featurize["rows"]})
+        for stage, m in (("parse", parse), ("featurize", featurize)):
+            for reason, count in m["rejected"]["top_reasons"].items():
+                reasons.append({"source": key, "stage": stage, "reason": reason, "rows": count})
     parts = pd.DataFrame([
-        {"table": names.get(folder, folder), **{f"{p} rows": m["rows"].get(p) for p in ("train", "val", "test")},
-         **{f"{p} formulas": m["formulas"].get(p) for p in ("train", "val", "test")},
-         "rows excluded (group held out in this table)": m["rows"].get("excluded", 0),
-         "test rows with a near-duplicate in train": m["near_duplicate_test_share"]}
-        for folder, m in split["tables"].items()], dtype=object)
-    parts.attrs["note"] = (f"One assignment per {split['group'].replace('_', ' ')} for every table "
-                           f"({split['formulas_in_two_parts']} formulas in two parts of one table). OQMD rows keep "
-                           "their published part; a row whose group is held out elsewhere in its table (an OQMD train "
-                           "formula that is an AMCSD test formula, or the reverse) is excluded from training. "
-                           f"Near-duplicate: {split['near_duplicate_rule']}.")
-    reasons = pd.DataFrame(reasons, columns=["table", "stage", "reason", "rows"]).sort_values("rows", ascending=False)
+        {"source": key, **{f"{p} rows": m["rows"].get(p) for p in ("train", "val", "test")},
+         **{f"{p} formulas": m["formulas"].get(p) for p in ("train", "val", "test")}}
+        for key, m in split["sources"].items()], dtype=object)
+    parts.attrs["note"] = (f"One assignment per {split['group'].replace('_', ' ')} for every source "
+                           f"({split['groups_in_two_parts_without_published_split']} groups in two parts outside "
+                           "published splits). OQMD rows keep their published part. A task stacks sources into one table; "
+                           "there a group held out by one source (an OQMD train formula that is an AMCSD test formula, or the "
+                           "reverse) is excluded from training, see the table below.")
+    reasons = pd.DataFrame(reasons, columns=["source", "stage", "reason", "rows"]).sort_values("rows", ascending=False)
     return {"sources": pd.DataFrame(rows), "reasons": reasons, "parts": parts}
+
+
+def task_tables(tasks_cfg: Mapping[str, Any], split: Mapping[str, Any], root: Path = Path("."),
+                split_dir: Path | None = None) -> pd.DataFrame:
+    """Per table the tasks read (their stacked sources): rows per part, rows excluded, near-duplicate test share."""
+    rows = []
+    for sources in dict.fromkeys(tuple(task_sources(t)) for t in tasks_cfg.values()):
+        table = read_table(sources, ["id", "formula", "source"], root, split_dir)
+        part = table["part"]
+        rows.append({"table": table_name(sources),
+                     "tasks": ", ".join(n for n, t in tasks_cfg.items() if tuple(task_sources(t)) == sources),
+                     **{f"{p} rows": int((part == p).sum()) for p in ("train", "val", "test")},
+                     "rows excluded": int((part == "excluded").sum()),
+                     "test rows with a near-duplicate in train": round(near_duplicate_share(table["formula"].astype(str), part), 4)})
+    frame = pd.DataFrame(rows, dtype=object)
+    frame.attrs["note"] = f"Near-duplicate: {split['near_duplicate_rule']}."
+    return frame
 
 
 def by_source_table(all_metrics: Mapping[str, dict[str, dict]], published: list[Mapping[str, Any]]) -> pd.DataFrame:
@@ -229,10 +237,9 @@ def conformal_table(conformal: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def split_modes_table(modes: Mapping[str, Any], all_metrics: Mapping[str, dict[str, dict]],
-                      split: Mapping[str, Any] | None, tasks_cfg: Mapping[str, Any]) -> pd.DataFrame:
+                      tables: Mapping[str, Mapping[str, Any]], tasks_cfg: Mapping[str, Any],
+                      main: str = "reduced formula") -> pd.DataFrame:
     """Each composition task's headline model under the main split and under the second split mode."""
-    tables = (split or {}).get("tables", {})
-    main = (split or {}).get("group", "reduced_formula").replace("_", " ")
     rows = []
     for task, r in modes["tasks"].items():
         metric = "accuracy" if "accuracy" in r["test"] else "mae"
@@ -242,7 +249,7 @@ def split_modes_table(modes: Mapping[str, Any], all_metrics: Mapping[str, dict[s
                      f"split by {main}": ours.get(metric), f"split by {modes['group'].replace('_', ' ')}": r["test"][metric],
                      "baseline (second split)": baseline, "test rows (second split)": r["data"].get("rows_test"),
                      "near-duplicate test share (its table, main split)": tables.get(
-                         table_folder(tasks_cfg[task]["table"]).as_posix(), {}).get("near_duplicate_test_share")})
+                         table_name(task_sources(tasks_cfg[task])), {}).get("test rows with a near-duplicate in train")})
     return pd.DataFrame(rows, dtype=object)
 
 
@@ -287,15 +294,18 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
           "Volumes are in Å³.", ""]
 
     md += ["## Data", ""]
-    summary = data_summary(metrics_dir)
+    summary = data_summary(metrics_dir, params.get("sources", {}))
+    tables = task_tables(tasks_cfg, _read_json(metrics_dir / "split.json"), inputs.root, inputs.path(inputs.split))
+    derived["task_tables"] = tables.set_index("table").to_dict(orient="index")
     md += ["Rows per source:", "", markdown_table(summary["sources"]), "",
            "Rejected records by reason (each rejected record is kept in a rejects table with its reason):", "",
            markdown_table(summary["reasons"]) if len(summary["reasons"]) else "No record was rejected.", "", "Split:", "",
-           markdown_table(summary["parts"]), "", summary["parts"].attrs["note"], ""]
+           markdown_table(summary["parts"]), "", summary["parts"].attrs["note"], "",
+           "Tables the tasks read:", "", markdown_table(tables), "", tables.attrs["note"], ""]
     counts = {}
-    for label, path in inputs.tables.items():
-        if inputs.path(path).exists():
-            counts[label] = pd.read_parquet(inputs.path(path), columns=["crystal_system"])["crystal_system"].value_counts()
+    for sources in dict.fromkeys(tuple(task_sources(t)) for t in tasks_cfg.values() if t["kind"] == "classification"):
+        counts[table_name(sources)] = read_table(sources, ["id", "crystal_system"], inputs.root,
+                                                 inputs.path(inputs.split))["crystal_system"].value_counts()
     if counts:
         derived["rows_per_crystal_system"] = {label: {k: int(v) for k, v in c.items()} for label, c in counts.items()}
         frame = pd.DataFrame(counts).fillna(0).astype(int)
@@ -390,7 +400,8 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                "Grouping by reduced formula still lets near-duplicates (same elements, fractions within 0.02) sit in "
                "train and test. Splitting by chemical system keeps every test formula's element set out of training, "
                "closer to formulas unlike any seen; the headline model of each composition task refit on that split:",
-               "", markdown_table(split_modes_table(modes, all_metrics, _read_json(metrics_dir / "split.json"), tasks_cfg)), ""]
+               "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg, _read_json(
+                   metrics_dir / "split.json")["group"].replace("_", " "))), ""]
     if leakage:
         md += ["## Leakage audit", "",
                "Random forest on `sg_from_geometry` run three ways, and the best accuracy any composition-only model "

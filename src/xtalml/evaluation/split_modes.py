@@ -5,32 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import pandas as pd
-
 from xtalml.models.registry import build_model
 from xtalml.splitting import read_split_columns, shared_split
-from xtalml.tasks import load_task, model_config, task_paths
+from xtalml.tasks import FEATURES_DIR, load_task, model_config
 from xtalml.training import baselines_for, fit_and_evaluate
 
 
 def split_mode_comparison(params: Mapping[str, Any], out_dir: Path, root: Path = Path(".")) -> dict[str, Any]:
-    """Split every table by split_modes.group (same seed and sizes as `split`), refit each configured model, score it."""
+    """Split every source by split_modes.group (same seed and sizes as `split`), refit each configured model, score it."""
     cfg = params["split_modes"]
     split_cfg = {**params["split"], "group": cfg["group"],
                  "keep_published_split": cfg.get("keep_published_split", params["split"].get("keep_published_split", True))}
-    folders = sorted({task_paths(params["tasks"][task], root)[0].parent for task in cfg["models"]})
-    tables = {folder: read_split_columns(folder / "features.parquet", split_cfg.get("stratify")) for folder in folders}
+    sources = {key: read_split_columns(root / FEATURES_DIR / key / "features.parquet", split_cfg.get("stratify"))
+               for key in params["sources"]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    split_files = {}
-    for folder, part in shared_split(tables, split_cfg).items():
-        split_files[folder] = out_dir / f"{folder.name}.parquet"
-        pd.DataFrame({"id": tables[folder]["id"], "part": part}).to_parquet(split_files[folder], index=False)
+    for key, assignment in shared_split(sources, split_cfg).items():
+        assignment.to_parquet(out_dir / f"{key}.parquet", index=False)
     seed = int(params["train"]["seed"])
     results: dict[str, Any] = {"group": cfg["group"], "tasks": {}}
     for task_name, model_name in cfg["models"].items():
         task_cfg = params["tasks"][task_name]
         model_cfg = model_config(task_cfg, model_name, params["models"])
-        task = load_task(task_name, task_cfg, root, split=split_files[task_paths(task_cfg, root)[0].parent])
+        task = load_task(task_name, task_cfg, root, split=out_dir)
         scored, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, task.feature_names), model_name,
                                      model_cfg, task, seed)
         results["tasks"][task_name] = {"model": model_name, "data": task.info | scored["data"],
