@@ -1,6 +1,7 @@
 """Every model follows the scikit-learn interface, is seeded, and its metrics and baselines compute what they say."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
@@ -166,3 +167,24 @@ def test_polymorph_accuracy_counts_any_label_of_the_formula_in_the_rows():
     formulas = ["SiO2", "SiO2", "NaCl", "TiO2"]
     truth, predicted = ["154", "152", "225", "136"], ["152", "152", "221", "141"]
     assert polymorph_accuracy(truth, predicted, formulas) == 0.5  # the first row is right for another SiO2 polymorph
+
+
+def test_row_caps_subsample_train_and_early_stopping_rows_and_say_so():
+    from xtalml.tasks import TaskData
+    from xtalml.training import fit_and_evaluate
+
+    X, y = _volumes(n=300)
+    parts = {"train": slice(0, 200), "val": slice(200, 260), "test": slice(260, 300)}
+    frames = {p: pd.DataFrame({"reduced_formula": [f"X{i}" for i in range(s.start, s.stop)]}) for p, s in parts.items()}
+    task = TaskData("t", "regression", "volume", ["a", "b", "c", "v"], X={p: X[s] for p, s in parts.items()},
+                    y={p: y[s] for p, s in parts.items()}, frames=frames)
+    seen = {}
+    model = build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0)
+    fit = model.fit
+    model.fit = lambda X, y, X_val, y_val: seen.update(train=len(X), val=len(X_val)) or fit(X, y, X_val, y_val)
+    result, predicted = fit_and_evaluate(model, "lightgbm_regressor", {"max_train_rows": 150, "max_val_rows": 25}, task, 0)
+    assert seen == {"train": 150, "val": 25} and predicted.shape == (40,)
+    assert result["data"] == {"model_trained_on_rows": 150, "model_early_stopped_on_val_rows": 25}
+    result, _ = fit_and_evaluate(build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0),
+                                 "lightgbm_regressor", {"max_val_rows": 1000}, task, 0)
+    assert result["data"] == {}

@@ -85,7 +85,11 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         result["data"]["model_trained_on_rows"] = int(len(rows))
     started = time.perf_counter()
     if model_spec(model_name).uses_validation_rows:
-        model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"], task.y["val"])
+        # early stopping may watch a subsample of the validation rows: scoring all of them each epoch can cost more than the epoch
+        val = _subsample(len(task.y["val"]), model_cfg.get("max_val_rows"), seed)
+        if len(val) < len(task.y["val"]):
+            result["data"]["model_early_stopped_on_val_rows"] = int(len(val))
+        model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"][val], task.y["val"][val])
     else:
         model.fit(task.X["train"][rows], task.y["train"][rows])
     result["train_seconds"] = round(time.perf_counter() - started, 3)
