@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 from threadpoolctl import threadpool_limits
 
 from xtalml.config import load_params, section
@@ -19,7 +20,8 @@ parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACK
 args = parser.parse_args()
 
 params = load_params(args.params)
-threadpool_limits(int(section(params, "train").get("torch_threads", 1)))
+threadpool_limits(1)  # as the train stages
+torch.set_num_threads(int(section(params, "train").get("torch_threads", 1)))  # it scores the torch models too
 tasks, runs = section(params, "tasks"), section(params, "train")["runs"]
 result = {"chosen_on": "validation rows (never test)", "tasks": {}}
 for task_name, task_cfg in tasks.items():

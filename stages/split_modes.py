@@ -17,12 +17,11 @@ parser.add_argument("--metrics", default="metrics/split_modes.json")
 args = parser.parse_args()
 
 params = load_params(args.params)
-threads = int(params["train"].get("torch_threads", 1))
-threadpool_limits(threads)  # as the train stages: the same float sums on every machine
+threadpool_limits(1)  # as the train stages: the same float sums on every machine
 if any(uses_torch(m, params["models"][m]) for m in params["split_modes"]["models"].values()):
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(params["train"].get("torch_threads", 1)))
 result = split_mode_comparison(params, Path(args.out))
 Path(args.metrics).write_text(json.dumps(result, indent=2) + "\n")
 for task, r in result["tasks"].items():

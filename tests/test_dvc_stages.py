@@ -74,7 +74,7 @@ def test_dvc_exp_run_composes_hydra_overrides(repo):
     assert "Running stage 'split'" in out and "Running stage 'download@" not in out
 
 
-def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch):
+def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch, request):
     """sklearn models exactly, torch models within 1e-6, on the tables the tiny split wrote."""
     from xtalml.training import run_training
     from xtalml.tracking import numeric_metrics
@@ -82,6 +82,10 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch):
     root, _ = repo
     monkeypatch.chdir(tmp_path)  # MLflow's artifact folder (./mlruns) lands in the tmp dir
     params = yaml.safe_load((root / "params.yaml").read_text())
+    import torch
+
+    request.addfinalizer(lambda threads=torch.get_num_threads(): torch.set_num_threads(threads))
+    torch.set_num_threads(int(params["train"]["torch_threads"]))  # as the train stage sets them
     pairs = [("sg_from_composition", "random_forest"), ("sg_from_geometry", "knn"), ("sg_from_composition", "two_stage"),
              ("bravais_from_composition", "lightgbm"), ("volume_per_atom_from_composition", "lightgbm_regressor"),
              ("volume_from_geometry", "wide_deep"), ("volume_per_atom_from_composition", "tabnet")]
