@@ -4,10 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-from threadpoolctl import threadpool_limits
-
 from xtalml.config import load_params, section
+from xtalml.models.registry import fix_thread_counts
 from xtalml.predict import DEFAULT_MODELS
 from xtalml.serving import (PREDICTOR_EXPERIMENT, mark_model_training, pick_champion, register_champion,
                             register_predictor, validation_scores)
@@ -20,9 +18,9 @@ parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACK
 args = parser.parse_args()
 
 params = load_params(args.params)
-threadpool_limits(1)  # as the train stages
-torch.set_num_threads(int(section(params, "train").get("torch_threads", 1)))  # it scores the torch models too
 tasks, runs = section(params, "tasks"), section(params, "train")["runs"]
+# as the train stages; it scores every trained model
+fix_thread_counts(sorted({r["model"] for r in runs.values()}), section(params, "models"), section(params, "train").get("torch_threads", 1))
 result = {"chosen_on": "validation rows (never test)", "tasks": {}}
 for task_name, task_cfg in tasks.items():
     models = sorted({r["model"] for r in runs.values() if r["task"] == task_name})

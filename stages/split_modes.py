@@ -4,11 +4,9 @@ import argparse
 import json
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
-
 from xtalml.config import load_params
 from xtalml.evaluation.split_modes import split_mode_comparison
-from xtalml.models.registry import uses_torch
+from xtalml.models.registry import fix_thread_counts
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -17,11 +15,7 @@ parser.add_argument("--metrics", default="metrics/split_modes.json")
 args = parser.parse_args()
 
 params = load_params(args.params)
-threadpool_limits(1)  # as the train stages: the same float sums on every machine
-if any(uses_torch(m, params["models"][m]) for m in params["split_modes"]["models"].values()):
-    import torch
-
-    torch.set_num_threads(int(params["train"].get("torch_threads", 1)))
+fix_thread_counts(list(params["split_modes"]["models"].values()), params["models"], params["train"].get("torch_threads", 1))
 result = split_mode_comparison(params, Path(args.out))
 Path(args.metrics).write_text(json.dumps(result, indent=2) + "\n")
 for task, r in result["tasks"].items():

@@ -3,10 +3,8 @@
 import argparse
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
-
 from xtalml.config import load_params, section
-from xtalml.models.registry import uses_torch
+from xtalml.models.registry import fix_thread_counts
 from xtalml.training import run_training
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -21,13 +19,7 @@ if args.task not in tasks:
     raise SystemExit(f"unknown task {args.task!r}; tasks in params.yaml: {', '.join(tasks)}")
 if args.model not in models:
     raise SystemExit(f"unknown model {args.model!r}; models in params.yaml: {', '.join(models)}")
-# fixed thread counts keep float sums, and so nearest-neighbour ties, the same on every machine; BLAS/OpenMP at one
-# (logistic regression ran 1.4x slower with two), torch at train.torch_threads
-threadpool_limits(1)
-if uses_torch(args.model, models[args.model]):  # importing torch costs ~2 s, which the classical models need not pay
-    import torch
-
-    torch.set_num_threads(int(section(params, "train").get("torch_threads", 1)))
+fix_thread_counts([args.model], models, section(params, "train").get("torch_threads", 1))
 name = f"{args.task}/{args.model}"
 result = run_training(args.task, tasks[args.task], args.model, models[args.model], section(params, "train")["seed"], {
     "metrics": Path(f"metrics/{name}.json"), "predictions": Path(f"data/predictions/{name}.parquet"),

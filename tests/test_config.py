@@ -26,6 +26,8 @@ def test_dvc_stages_list_only_their_own_params():
         "split_modes": ["sources", "split", "split_modes", "tasks", *[f"models.${{split_modes.models.{t}}}" for t in (
             "bravais_from_composition", "sg_from_composition", "volume_per_atom_from_composition")], "train.seed",
             "train.torch_threads"],
+        "ablation": ["ablation", "featurize.element_tables", "tasks", *[f"models.${{ablation.models.{t}}}" for t in (
+            "bravais_from_composition", "volume_per_atom_from_composition")], "train.seed", "train.torch_threads"],
         "conformal": ["conformal", "tasks.${conformal.task}"], "report": ["report", "sources", "tasks"],
         "register": ["tasks", "train.runs", "train.torch_threads", "featurize.element_tables"]}
     train = stages["train"]["do"]

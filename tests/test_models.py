@@ -128,11 +128,25 @@ def test_metrics_and_baselines():
     assert elemental["scale"] == pytest.approx(1.2) and elemental["mae"] == pytest.approx(0)
 
 
+def test_boosting_with_an_offset_feature_learns_the_correction_and_extrapolates_with_it():
+    X, volume = _volumes()
+    y = 0.8 * volume  # the target is the estimate (column 3) times a constant correction
+    params = {**TINY["lightgbm_regressor"], "n_estimators": 50}
+    offset = build_model("lightgbm_regressor", {**params, "offset_feature": "v"}, 0, ["a", "b", "c", "v"]).fit(X, y)
+    plain = build_model("lightgbm_regressor", params, 0).fit(X, y)
+    far = np.array([[20.0, 20.0, 20.0, 8000.0]])  # far beyond the largest training volume (1000)
+    assert offset.predict(far)[0] == pytest.approx(6400.0, rel=0.02)
+    assert plain.predict(far)[0] < 1000.0  # trees alone stay inside the range of the training targets
+    assert np.allclose(offset.predict(X), y, rtol=0.02)
+
+
 def test_bad_model_configs_say_what_is_wrong():
     with pytest.raises(ValueError, match="unknown model 'xgb'"):
         build_model("xgb", {}, 0)
     with pytest.raises(ValueError, match="wide_feature"):
         build_model("wide_deep", {"wide_feature": "geom_volume_analytic"}, 0, ["geom_a"])
+    with pytest.raises(ValueError, match="'magpie_mean_GSvolume_pa' .models.lightgbm_regressor.offset_feature"):
+        build_model("lightgbm_regressor", {"offset_feature": "magpie_mean_GSvolume_pa"}, 0, ["geom_a"])
     with pytest.raises(ValueError, match="optimizer 'nadamx'"):
         X, y = _classification()
         build_model("mlp_classifier", {**FAST, "optimizer": "nadamx"}, 0).fit(X, y)

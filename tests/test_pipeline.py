@@ -24,7 +24,7 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "Running stage" not in _run([sys.executable, "-m", "dvc", "repro"], root, env)  # second run: nothing to do
     runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
-    assert len(runs) == 32
+    assert len(runs) == 33
     for run in runs.values():
         name = f"{run['task']}/{run['model']}"
         metrics = json.loads((root / "metrics" / f"{name}.json").read_text())
@@ -116,8 +116,16 @@ def test_report_numbers_trace_to_metrics_files(repo):
     root, _ = repo
     text = (root / "reports" / "report.md").read_text()
     for heading in ("## Data", "## Results per task", "## Beside published figures", "## Leakage audit",
-                    "## Calibrated prediction sets", "## Split by formula and by chemical system"):
+                    "## Calibrated prediction sets", "## Split by formula and by chemical system", "## Feature-set ablation"):
         assert heading in text
+    ablation = json.loads((root / "metrics" / "ablation.json").read_text())
+    section = text.split("## Feature-set ablation")[1].split("\n## ")[0]
+    for task, result in ablation["tasks"].items():  # every feature set of every task, its number from the metrics file
+        assert len(result["runs"]) == len(yaml.safe_load((root / "params.yaml").read_text())["ablation"]["feature_sets"])
+        for run in result["runs"]:
+            metric = "accuracy" if "accuracy" in run["test"] else "mae"
+            assert f"| {task} | {result['model']} | {run['feature_set']} | {fmt(run['features'])} |" in section
+            assert fmt(run["test"][metric]) in section
     modes = json.loads((root / "metrics" / "split_modes.json").read_text())
     for task, result in modes["tasks"].items():  # each row: the main split's number from the task's metrics file
         metric = "accuracy" if "accuracy" in result["test"] else "mae"

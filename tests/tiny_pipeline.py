@@ -23,7 +23,7 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "tasks.sg_from_composition.model_overrides.lightgbm.n_estimators=5",
         "tasks.volume_per_atom_from_composition.model_overrides.lightgbm_regressor.n_estimators=10",
         *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")],
-        *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet")]]
+        *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet", "wide_deep")]]
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:

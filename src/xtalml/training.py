@@ -23,7 +23,8 @@ from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dat
                              numeric_metrics, training_run)
 
 
-def _subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
+def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded subsample of n rows, at most `limit` (all rows when limit is None)."""
     rows = np.arange(n)
     if limit and n > limit:
         rows = np.sort(np.random.default_rng(seed).choice(n, int(limit), replace=False))
@@ -32,7 +33,7 @@ def _subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 def cross_validate(model, task: TaskData, folds: int, max_rows: int | None, seed: int) -> dict[str, Any]:
     """Accuracy per fold of a grouped, stratified k-fold over the training rows (optionally a subsample)."""
-    rows = _subsample(len(task.y["train"]), max_rows, seed)
+    rows = subsample_rows(len(task.y["train"]), max_rows, seed)
     X, y = task.X["train"][rows], task.y["train"][rows]
     groups = task.frames["train"]["reduced_formula"].to_numpy()[rows]
     scores = []
@@ -80,13 +81,13 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
     Returns ({data, train_seconds, test}, test predictions).
     """
     result: dict[str, Any] = {"data": {}}
-    rows = _subsample(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
+    rows = subsample_rows(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
     if len(rows) < len(task.y["train"]):
         result["data"]["model_trained_on_rows"] = int(len(rows))
     started = time.perf_counter()
     if model_spec(model_name).uses_validation_rows:
         # early stopping may watch a subsample of the validation rows: scoring all of them each epoch can cost more than the epoch
-        val = _subsample(len(task.y["val"]), model_cfg.get("max_val_rows"), seed)
+        val = subsample_rows(len(task.y["val"]), model_cfg.get("max_val_rows"), seed)
         if len(val) < len(task.y["val"]):
             result["data"]["model_early_stopped_on_val_rows"] = int(len(val))
         model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"][val], task.y["val"][val])

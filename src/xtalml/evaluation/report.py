@@ -253,6 +253,21 @@ def split_modes_table(modes: Mapping[str, Any], all_metrics: Mapping[str, dict[s
     return pd.DataFrame(rows, dtype=object)
 
 
+def ablation_table(ablation: Mapping[str, Any]) -> pd.DataFrame:
+    """Test metrics of each task's ablation model per composition feature set (one seed, the same rows per task)."""
+    rows = []
+    for task, r in ablation["tasks"].items():
+        for run in r["runs"]:
+            test = run["test"]
+            metrics = ({"top-1": test["accuracy"], "top-5": test.get("top5_accuracy")} if "accuracy" in test else
+                       {"MAE": test["mae"], "R²": test["r2"],
+                        **{f"MAE {s}": m["mae"] for s, m in run.get("test_by_source", {}).items()
+                           if not s.endswith("_train")}})
+            rows.append({"task": task, "model": r["model"], "feature set": run["feature_set"], "features": run["features"],
+                         "train rows": r["rows_train"]["used"], **metrics, "fit (s)": run["train_seconds"]})
+    return pd.DataFrame(rows, dtype=object)
+
+
 def lattice_table(all_metrics: Mapping[str, dict[str, dict]], lattice_task: str = "bravais_from_composition") -> pd.DataFrame:
     """Bravais-lattice test accuracy of the direct lattice models beside that of each space-group model's summed groups."""
     rows = [{"task": lattice_task, "model": model, "how": "direct Bravais-lattice model", "Bravais accuracy": m["test"]["accuracy"]}
@@ -402,6 +417,15 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                "closer to formulas unlike any seen; the headline model of each composition task refit on that split:",
                "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg, _read_json(
                    metrics_dir / "split.json")["group"].replace("_", " "))), ""]
+    ablation = _read_json(metrics_dir / "ablation.json")
+    if ablation:
+        md += ["## Feature-set ablation", "",
+               "One model per composition task refit on each set of composition features (`ablation` in params.yaml). "
+               "Every set trains on the same seeded subsample of the training rows, early-stops on the same "
+               "validation rows and is tested on all test rows, so the sets compare with each other; the full-data "
+               "numbers of the default set are in the task tables above. Element-embedding sets are CBFV-style pooled "
+               "statistics of the tables in `featurize.element_tables`; a table lacking an element leaves NaN there.",
+               "", markdown_table(ablation_table(ablation)), ""]
     if leakage:
         md += ["## Leakage audit", "",
                "Random forest on `sg_from_geometry` run three ways, and the best accuracy any composition-only model "

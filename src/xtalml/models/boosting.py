@@ -83,17 +83,35 @@ class LightGBMClassifier(ClassifierMixin, _LightGBM):
 
 
 class LightGBMRegressor(RegressorMixin, _LightGBM):
-    """LightGBM regression on log(target), so errors are relative and predictions stay positive; predicts in target units."""
+    """LightGBM regression on log(target), so errors are relative and predictions stay positive; predicts in target units.
+
+    With `offset_index`, the trees learn log(target / X[:, offset_index]): the correction to a physical estimate
+    (analytic cell volume, elemental volume), which piecewise-constant trees cannot reproduce by themselves.
+    """
+
+    def __init__(self, offset_index: int | None = None, n_estimators: int = 2000, learning_rate: float = 0.05,
+                 num_leaves: int = 31, min_child_samples: int = 20, subsample: float = 0.5, colsample_bytree: float = 0.3,
+                 reg_lambda: float = 1.0, max_bin: int = 63, patience: int = 50, n_jobs: int = 1, seed: int = 42):
+        super().__init__(n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
+                         reg_lambda, max_bin, patience, n_jobs, seed)
+        self.offset_index = offset_index
 
     def _estimator(self):
         from lightgbm import LGBMRegressor
 
         return LGBMRegressor(**self._lgbm_params())
 
+    def _log_offset(self, X: np.ndarray) -> np.ndarray | float:
+        return 0.0 if self.offset_index is None else np.log(np.clip(X[:, self.offset_index], 1e-6, None))
+
     def fit(self, X, y, X_val=None, y_val=None):
-        self._fit(np.asarray(X, float), np.log(np.asarray(y, float)), X_val,
-                  None if y_val is None else np.log(np.asarray(y_val, float)))
+        X = np.asarray(X, float)
+        if X_val is not None:
+            X_val = np.asarray(X_val, float)
+            y_val = np.log(np.asarray(y_val, float)) - self._log_offset(X_val)
+        self._fit(X, np.log(np.asarray(y, float)) - self._log_offset(X), X_val, y_val)
         return self
 
     def predict(self, X) -> np.ndarray:
-        return np.exp(super().predict(X))
+        X = np.asarray(X, dtype=float)
+        return np.exp(super().predict(X) + self._log_offset(X))

@@ -76,9 +76,19 @@ def _lightgbm_classifier(params, seed, feature_names):
     return LightGBMClassifier(seed=seed, **params)
 
 
+def _feature_index(model: str, key: str, name: str, feature_names: Sequence[str]) -> int:
+    """Column of the feature a model's config names (models.<model>.<key>), or an error saying it is absent."""
+    if name not in feature_names:
+        raise ValueError(f"{model} needs the feature {name!r} (models.{model}.{key}) among the task's features")
+    return list(feature_names).index(name)
+
+
 def _lightgbm_regressor(params, seed, feature_names):
     from xtalml.models.boosting import LightGBMRegressor
-    return LightGBMRegressor(seed=seed, **params)
+    params = dict(params)
+    offset = params.pop("offset_feature", None)
+    index = None if offset is None else _feature_index("lightgbm_regressor", "offset_feature", offset, feature_names)
+    return LightGBMRegressor(offset_index=index, seed=seed, **params)
 
 
 def _mlp_classifier(params, seed, feature_names):
@@ -94,10 +104,8 @@ def _mlp_regressor(params, seed, feature_names):
 def _wide_deep(params, seed, feature_names):
     from xtalml.models.wide_deep import WideDeepRegressor
     params = dict(params)
-    wide = params.pop("wide_feature", "geom_volume_analytic")
-    if wide not in feature_names:
-        raise ValueError(f"wide_deep needs the feature {wide!r} (models.wide_deep.wide_feature) among the task's features")
-    return WideDeepRegressor(wide_index=list(feature_names).index(wide), seed=seed, **params)
+    wide = _feature_index("wide_deep", "wide_feature", params.pop("wide_feature", "geom_volume_analytic"), feature_names)
+    return WideDeepRegressor(wide_index=wide, seed=seed, **params)
 
 
 def _tabnet(params, seed, feature_names):
@@ -161,6 +169,18 @@ def packages(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
     spec = model_spec(name)
     base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
     return spec.packages + (packages(base, {}) if base else ())
+
+
+def fix_thread_counts(model_names: Sequence[str], models: Mapping[str, Any], torch_threads: int) -> None:
+    """BLAS/OpenMP on one thread, torch (where a named model uses it) on `torch_threads`: fixed counts keep float
+    sums, and so ties, the same on every machine; logistic regression ran 1.4-1.7x slower with two BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if any(uses_torch(name, models[name]) for name in model_names):  # importing torch costs ~2 s the others need not pay
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
 
 
 def build_model(name: str, cfg: Mapping[str, Any], seed: int, feature_names: Sequence[str] = ()):
