@@ -26,11 +26,11 @@ for task_name, task_cfg in tasks.items():
     models = sorted({r["model"] for r in runs.values() if r["task"] == task_name})
     if not models:
         continue
-    scores, example = validation_scores(task_name, task_cfg, models, Path(args.models))
+    scores, examples = validation_scores(task_name, task_cfg, models, Path(args.models))
     metric = "accuracy" if task_cfg["kind"] == "classification" else "mae"
     champion = pick_champion(scores, task_cfg["kind"])
-    registered = register_champion(task_name, champion, Path(args.models) / task_name / f"{champion}.pkl", example,
-                                   scores[champion], metric, args.tracking_uri)
+    registered = register_champion(task_name, champion, Path(args.models) / task_name / f"{champion}.pkl",
+                                   examples[champion], scores[champion], metric, args.tracking_uri)
     result["tasks"][task_name] = {"champion": champion, "metric": metric, "validation": scores,
                                   "registered": registered["name"], "version": registered["version"]}
     print(f"register: {registered['name']}@champion = {champion} (validation {metric} {scores[champion]:.4f}, "

@@ -10,6 +10,8 @@ import yaml
 from tiny_pipeline import CLASSICAL, TINY, tiny_repo
 from tiny_pipeline import run as _run
 
+from xtalml.features.composition import element_token_names
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
@@ -35,7 +37,9 @@ def test_dvc_repro_split_end_to_end(repo):
     assert (parts == 1).all()
     assert len(schema["features"]["composition"]) == 149 and len(schema["features"]["geometry"]) == 16
     index_schema = json.loads((root / "data/features/cod_index/feature_schema.json").read_text())
-    assert index_schema["features"] == {"geometry": [], "composition": schema["features"]["composition"]}  # no cells
+    assert index_schema["features"] == {"geometry": [], "composition": schema["features"]["composition"],  # no cells
+                                        "element_tokens": element_token_names()}
+    assert features[element_token_names()].notna().all(axis=None)  # AMCSD formulas have at most 9 elements
     assert json.loads((root / "metrics/split.json").read_text())["groups_in_two_parts_without_published_split"] == 0
     # one assignment per formula in every source: a formula's AMCSD rows sit where its COD-index rows are
     rows = pd.concat([pd.read_parquet(root / f"data/features/{k}/features.parquet", columns=["id", "source", "reduced_formula"]).merge(
@@ -88,7 +92,8 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch, requ
     torch.set_num_threads(int(params["train"]["torch_threads"]))  # as the train stage sets them
     pairs = [("sg_from_composition", "random_forest"), ("sg_from_geometry", "knn"), ("sg_from_composition", "two_stage"),
              ("bravais_from_composition", "lightgbm"), ("volume_per_atom_from_composition", "lightgbm_regressor"),
-             ("volume_from_geometry", "wide_deep"), ("volume_per_atom_from_composition", "tabnet")]
+             ("volume_from_geometry", "wide_deep"), ("volume_per_atom_from_composition", "tabnet"),
+             ("volume_per_atom_from_composition", "composition_attention")]
     for task, model in pairs:
         results = []
         for attempt in range(2):

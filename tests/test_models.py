@@ -6,6 +6,7 @@ import pytest
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of, top_k
+from xtalml.features.composition import element_tokens
 from xtalml.models.registry import REGISTRY, build_model, model_spec, models_for, packages, uses_torch
 from xtalml.models.two_stage import lattice_of, lattice_proba
 
@@ -16,7 +17,8 @@ TINY = {"random_forest": {"n_estimators": 5}, "adaboost": {"n_estimators": 5}, "
         "lightgbm_regressor": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1},
         "two_stage": {"base": "lightgbm", "base_params": {"n_estimators": 5, "min_child_samples": 2, "n_jobs": 1}},
         "mlp_regressor": {"max_epochs": 2, "patience": 2}, "tabnet": {"max_epochs": 2, "patience": 2, "batch_size": 64,
-        "virtual_batch_size": 32}, "wide_deep": {"max_epochs": 2, "patience": 2, "wide_feature": "v"}}
+        "virtual_batch_size": 32}, "wide_deep": {"max_epochs": 2, "patience": 2, "wide_feature": "v"},
+        "composition_attention": {"max_epochs": 2, "patience": 2, "batch_size": 32, "offset_feature": "v"}}
 
 
 def _classification(n=240, seed=0):
@@ -31,6 +33,20 @@ def _volumes(n=240, seed=0):
     cells = rng.uniform(3, 10, size=(n, 3))
     volume = cells.prod(axis=1)
     return np.column_stack([cells, volume]), volume
+
+
+def _volume_inputs(name, n=240, seed=0):
+    """(X, volumes, feature names) for a regressor: cell edges and volume, plus element tokens where it reads them."""
+    X, y = _volumes(n, seed)
+    names = ["a", "b", "c", "v"]
+    if "element_tokens" in model_spec(name).input_groups:
+        elements = np.array(["O", "Fe", "Si", "Mg", "Al", "Ca", "Na", "K"])
+        rng = np.random.default_rng(seed)
+        formulas = [f"{a}{rng.integers(1, 4)}{b}{rng.integers(1, 4)}" for a, b in
+                    (rng.choice(elements, 2, replace=False) for _ in range(n))]
+        tokens = element_tokens(formulas)
+        X, names = np.column_stack([tokens.to_numpy(), X]), [*tokens.columns, *names]
+    return X, y, names
 
 
 def _fit(name, model, X, y, X_val, y_val):
@@ -51,21 +67,21 @@ def test_classifiers_fit_predict_and_rank(name):
 
 @pytest.mark.parametrize("name", models_for("regression"))
 def test_regressors_predict_volumes_in_cubic_angstrom(name):
-    X, y = _volumes()
-    model = build_model(name, TINY[name], seed=0, feature_names=["a", "b", "c", "v"])
+    X, y, names = _volume_inputs(name)
+    model = build_model(name, TINY[name], seed=0, feature_names=names)
     model.fit(X[:200], y[:200], X[200:], y[200:])
     predicted = model.predict(X[200:])
     assert predicted.shape == (40,) and np.isfinite(predicted).all()  # two epochs: shapes and units, not accuracy
     assert len(model.history_) >= 1 and {"train_loss", "val_loss"} <= model.history_[0].keys()
     if model_spec(name).feature_importance:
-        assert model.feature_importances_.shape == (4,)
+        assert model.feature_importances_.shape == (len(names),)
 
 
-@pytest.mark.parametrize("name", ["mlp_classifier", "wide_deep", "lightgbm", "two_stage"])
+@pytest.mark.parametrize("name", ["mlp_classifier", "wide_deep", "lightgbm", "two_stage", "composition_attention"])
 def test_models_are_repeatable(name):
-    if name == "wide_deep":
-        X, y = _volumes()
-        fit = lambda: build_model(name, TINY[name], 3, ["a", "b", "c", "v"]).fit(X, y).predict(X)  # noqa: E731
+    if name in models_for("regression"):
+        X, y, names = _volume_inputs(name)
+        fit = lambda: build_model(name, TINY[name], 3, names).fit(X, y).predict(X)  # noqa: E731
     else:
         X, y = _classification()
         fit = lambda: _fit(name, build_model(name, TINY[name], 3), X[:200], y[:200], X[200:], y[200:]).predict_proba(X)  # noqa: E731
@@ -110,7 +126,10 @@ def test_capabilities_are_declared_in_the_registry():
     assert model_spec("lightgbm").uses_validation_rows and not model_spec("lightgbm").torch
     assert uses_torch("two_stage", {"base": "mlp_classifier"}) and not uses_torch("two_stage", {"base": "lightgbm"})
     assert packages("two_stage", {"base": "lightgbm"}) == ("lightgbm",) and "torch" in packages("tabnet", {})
-    assert set(models_for("regression")) == {"lightgbm_regressor", "mlp_regressor", "wide_deep", "tabnet"}
+    assert set(models_for("regression")) == {"lightgbm_regressor", "mlp_regressor", "wide_deep", "tabnet",
+                                             "composition_attention"}
+    assert model_spec("composition_attention").input_groups == ("element_tokens",)
+    assert all(not spec.input_groups for name, spec in REGISTRY.items() if name != "composition_attention")
 
 
 def test_metrics_and_baselines():
@@ -147,6 +166,8 @@ def test_bad_model_configs_say_what_is_wrong():
         build_model("wide_deep", {"wide_feature": "geom_volume_analytic"}, 0, ["geom_a"])
     with pytest.raises(ValueError, match="'magpie_mean_GSvolume_pa' .models.lightgbm_regressor.offset_feature"):
         build_model("lightgbm_regressor", {"offset_feature": "magpie_mean_GSvolume_pa"}, 0, ["geom_a"])
+    with pytest.raises(ValueError, match="element_tokens feature group"):
+        build_model("composition_attention", {}, 0, ["magpie_mean_GSvolume_pa"])
     with pytest.raises(ValueError, match="optimizer 'nadamx'"):
         X, y = _classification()
         build_model("mlp_classifier", {**FAST, "optimizer": "nadamx"}, 0).fit(X, y)
@@ -202,3 +223,30 @@ def test_row_caps_subsample_train_and_early_stopping_rows_and_say_so():
     result, _ = fit_and_evaluate(build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0),
                                  "lightgbm_regressor", {"max_val_rows": 1000}, task, 0)
     assert result["data"] == {}
+
+
+def test_composition_attention_reads_each_formula_element_by_element():
+    import torch
+
+    X, y, names = _volume_inputs("composition_attention", n=300)
+    y = X[:, names.index("v")] * (1.0 + 0.5 * X[:, names.index("element_fraction_0")])  # depends on the composition
+    model = build_model("composition_attention", {**TINY["composition_attention"], "max_epochs": 10, "patience": 10}, 0,
+                        names)
+    batches = model._batches(torch.tensor(X, dtype=torch.float32), torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b.tolist()) == list(range(len(X)))  # every row once per epoch
+    model.fit(X[:250], y[:250], X[250:], y[250:])
+    v = X[:, names.index("v")]
+    constant = v[250:] * np.median(y[:250] / v[:250])  # the estimate times the best single correction
+    assert np.abs(model.predict(X[250:]) - y[250:]).mean() < 0.5 * np.abs(constant - y[250:]).mean()
+    too_many = X[:2].copy()
+    too_many[0, :32] = np.nan  # a formula with more elements than the token columns hold
+    predicted = model.predict(too_many)
+    assert np.isnan(predicted[0]) and np.isfinite(predicted[1]) and predicted[1] > 0
+
+
+def test_element_tokens_hold_atomic_numbers_and_fractions_sorted_by_z():
+    tokens = element_tokens(["Fe2O3", "Xx2O", "".join(f"{el}1" for el in ["H", "Li", "Be", "B", "C", "N", "O", "F",
+                             "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca"])])
+    assert tokens.loc[0, ["element_z_0", "element_z_1", "element_z_2"]].tolist() == [8, 26, 0]
+    assert tokens.loc[0, ["element_fraction_0", "element_fraction_1"]].tolist() == pytest.approx([0.6, 0.4])
+    assert tokens.loc[1].isna().all() and tokens.loc[2].isna().all()  # a bad formula; 17 elements do not fit in 16

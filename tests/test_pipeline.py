@@ -24,7 +24,7 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "Running stage" not in _run([sys.executable, "-m", "dvc", "repro"], root, env)  # second run: nothing to do
     runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
-    assert len(runs) == 33
+    assert len(runs) == 34
     for run in runs.values():
         name = f"{run['task']}/{run['model']}"
         metrics = json.loads((root / "metrics" / f"{name}.json").read_text())

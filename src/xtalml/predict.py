@@ -15,7 +15,7 @@ from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
 from xtalml.cif.symmetry import space_group_info
 from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
-from xtalml.features.composition import GROUPS, composition_features
+from xtalml.features.composition import GROUPS, composition_features, element_tokens
 from xtalml.config import load_params
 from xtalml.features.geometry import analytic_volume
 
@@ -155,6 +155,7 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
     """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
     groups, tables = feature_groups(predictor, predictor.params_path)
     features, errors = composition_features(list(formulas), groups, tables)
+    features = pd.concat([features.reset_index(drop=True), element_tokens(list(formulas))], axis=1)
     good = [i for i in range(len(formulas)) if i not in errors]
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]
     if good:
@@ -181,8 +182,8 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
         if task in predictor.bundles:
             bundle = predictor.bundles[task]
             volumes = bundle["model"].predict(frame[bundle["feature_names"]].to_numpy(float))
-            for answer, v in zip(answers, volumes):
-                answer["volume_per_atom"] = round(float(v), 3)
+            for answer, v in zip(answers, volumes):  # NaN: the model cannot read this formula (too many elements)
+                answer["volume_per_atom"] = None if np.isnan(v) else round(float(v), 3)
     return answers, {formulas[i]: reason for i, reason in errors.items()}
 
 

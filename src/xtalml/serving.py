@@ -13,6 +13,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from xtalml.models.registry import model_spec
 from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
 from xtalml.tasks import load_task
 from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, tracking_uri
@@ -33,19 +34,22 @@ def registered_name(task: str) -> str:
 def validation_scores(task_name: str, task_cfg: Mapping[str, Any], models: Sequence[str], models_dir: Path,
                       root: Path = Path(".")) -> tuple[dict[str, float], pd.DataFrame]:
     """Each trained model's score on the task's validation rows (accuracy, or MAE for regression), and a few of
-    those rows as an input example."""
-    task = load_task(task_name, task_cfg, root)
+    those rows, in the columns it reads, as its input example."""
+    groups = tuple(dict.fromkeys(g for model in models for g in model_spec(model).input_groups))
+    task = load_task(task_name, task_cfg, root, input_groups=groups)
     if not len(task.y["val"]):
         raise ValueError(f"task {task_name} has no validation rows: the champion is chosen on them, never on test")
-    scores = {}
+    scores, examples = {}, {}
     for model in models:
-        predicted = joblib.load(Path(models_dir) / task_name / f"{model}.pkl")["model"].predict(task.X["val"])
+        bundle = joblib.load(Path(models_dir) / task_name / f"{model}.pkl")
+        rows = task.frames["val"][bundle["feature_names"]]
+        predicted = bundle["model"].predict(rows.to_numpy(float))
         if task.kind == "classification":
             scores[model] = float((np.asarray(predicted).astype(str) == task.y["val"].astype(str)).mean())
         else:
             scores[model] = float(np.mean(np.abs(np.asarray(predicted, float) - task.y["val"].astype(float))))
-    example = pd.DataFrame(task.X["val"][:5], columns=task.feature_names)
-    return scores, example
+        examples[model] = rows.iloc[:5].reset_index(drop=True)
+    return scores, examples
 
 
 def pick_champion(scores: Mapping[str, float], kind: str) -> str:

@@ -79,10 +79,12 @@ def model_config(task_cfg: Mapping[str, Any], model_name: str, models: Mapping[s
     return {**models[model_name], **(task_cfg.get("model_overrides") or {}).get(model_name, {})}
 
 
-def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None) -> TaskData:
+def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None,
+              input_groups: Sequence[str] = ()) -> TaskData:
     """Rows with a target and complete features, split into parts, rare classes handled as configured.
 
-    split replaces the folder of split files (another split mode, for comparison).
+    split replaces the folder of split files (another split mode, for comparison); input_groups are feature groups a
+    model reads beyond the task's own (its registry entry's input_groups), appended after them.
     """
     paths = task_paths(cfg, root, split)
     for path in paths:
@@ -90,14 +92,15 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
             raise FileNotFoundError(f"task {name} needs {path}; run `dvc repro` for the stages that write it")
     sources = task_sources(cfg)
     schemas = {s: json.loads((root / FEATURES_DIR / s / "feature_schema.json").read_text()) for s in sources}
-    names = feature_columns(schemas[sources[0]], cfg["features"])
+    names = feature_columns(schemas[sources[0]], [*cfg["features"], *input_groups])
     if not names:
         raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {FEATURES_DIR / sources[0]}")
     for source, schema in schemas.items():
         missing = set(names) - {c for group in schema["features"].values() for c in group}
         if missing:
             raise ValueError(f"task {name}: source {source} lacks {len(missing)} of its features "
-                             f"(e.g. {sorted(missing)[0]}); a stacked source needs the feature groups {list(cfg['features'])}")
+                             f"(e.g. {sorted(missing)[0]}); a stacked source needs the feature groups "
+                             f"{[*cfg['features'], *input_groups]}")
     target = cfg["target"]
     table = read_table(sources, ["id", "reduced_formula", "source", target, *names, *BASELINE_COLUMNS], root, split)
     excluded = table["part"] == "excluded"

@@ -136,7 +136,7 @@ def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X
 def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
                  seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
     """Everything one `train` stage does, inside one MLflow run; returns the metrics written to out['metrics']."""
-    task = load_task(task_name, task_cfg, root)
+    task = load_task(task_name, task_cfg, root, input_groups=model_spec(model_name).input_groups)
     model_cfg = model_config(task_cfg, model_name, {model_name: model_cfg})
     model = build_model(model_name, model_cfg, seed, task.feature_names)
     with training_run(task_name, model_name, tracking_uri):

@@ -97,6 +97,30 @@ def formula_arrays(formulas: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dic
     return z, amount, errors
 
 
+TOKEN_WIDTH = 16  # element tokens per formula: AMCSD and OQMD formulas have at most 9 elements, COD's up to 27
+
+
+def element_token_names(width: int = TOKEN_WIDTH) -> list[str]:
+    """Columns of the element_tokens group: atomic numbers, then atomic fractions, sorted by Z, zero-padded."""
+    return [f"element_z_{i}" for i in range(width)] + [f"element_fraction_{i}" for i in range(width)]
+
+
+def element_tokens(formulas: Sequence[str], width: int = TOKEN_WIDTH) -> pd.DataFrame:
+    """A formula's elements as tokens for models that read a composition element by element; NaN where the formula
+    does not parse or has more than `width` elements."""
+    z, amount, errors = formula_arrays(formulas)
+    values = np.full((len(z), 2 * width), np.nan)
+    fits = np.ones(len(z), dtype=bool) if z.shape[1] <= width else ~(amount[:, width:] > 0).any(axis=1)
+    fits[list(errors)] = False
+    k = min(width, z.shape[1])
+    total = amount.sum(axis=1, keepdims=True)
+    tokens = np.zeros((len(z), 2 * width))
+    tokens[:, :k] = z[:, :k]
+    tokens[:, width:width + k] = amount[:, :k] / np.where(total > 0, total, 1.0)
+    values[fits] = tokens[fits]
+    return pd.DataFrame(values, columns=element_token_names(width))
+
+
 def _weighted_mean(values: np.ndarray, amount: np.ndarray) -> np.ndarray:
     # np.average's arithmetic (sum(w·v) / sum(w)) so results match matminer to the last bits
     total = amount.sum(axis=1)

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xtalml.features.composition import GROUPS, composition_features
+from xtalml.features.composition import GROUPS, composition_features, element_tokens
 from xtalml.features.embeddings import MISSING_CELLS_RULE, MISSING_ELEMENT_RULE
 from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
 
@@ -50,6 +50,9 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
         rows = rows[~formulas.isin(bad)].reset_index(drop=True)
         formulas = rows["formula"].astype(str)
     comp_rows = comp.loc[formulas.to_numpy()].reset_index(drop=True)
+    tokens = element_tokens(unique.tolist())  # for models that read a formula element by element, not for the others
+    tokens.index = unique.to_numpy()
+    token_rows = tokens.loc[formulas.to_numpy()].reset_index(drop=True)
 
     volume = rows["volume_given"].where(rows["volume_given"] > 0, rows["volume_cell"])
     per_atom, target_rejects = plausible_volume_per_atom(rows, volume, volume_per_atom_range)
@@ -69,13 +72,13 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
         geom = geometry_features(rows[["a", "b", "c", "alpha", "beta", "gamma"]])
         blocks.append(geom)
         geometry_columns = list(GEOMETRY_FEATURES)
-    blocks.append(comp_rows)
+    blocks += [comp_rows, token_rows]
     features = pd.concat(blocks, axis=1)
     features = features.replace([np.inf, -np.inf], np.nan)
     schema = {
         "id": ID_COLUMN, "group": GROUP_COLUMN,
         "targets": list(TARGET_COLUMNS), "meta": [c for c in META_COLUMNS if c in features],
-        "features": {"geometry": geometry_columns, "composition": list(comp.columns)},
+        "features": {"geometry": geometry_columns, "composition": list(comp.columns), "element_tokens": list(tokens.columns)},
     }
     embedding_sets = [g for g in composition_groups if g not in GROUPS]
     if embedding_sets:
@@ -110,7 +113,7 @@ def feature_columns(schema: dict, groups: Sequence[str] = ("geometry", "composit
 
 def check_no_label_features(schema: dict) -> None:
     """Raise if a feature column is a target or is named after a symmetry label."""
-    features = feature_columns(schema)
+    features = feature_columns(schema, list(schema["features"]))
     leaking = [c for c in features if c in schema["targets"]
                or (c not in ELEMENTAL_EXCEPTIONS and any(w in c.lower() for w in LABEL_WORDS))]
     if leaking:

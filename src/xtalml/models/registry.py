@@ -26,6 +26,7 @@ class ModelSpec:
     loss_history: bool = False  # writes a loss per epoch (plots/<task>/<model>/loss.csv)
     feature_importance: bool = False  # has feature_importances_ (plots/<task>/<model>/feature_importance.csv)
     base_learner_key: str | None = None  # its config names another registered model it is built from
+    input_groups: tuple[str, ...] = ()  # feature groups it reads beyond the task's own (the featurize schema's keys)
 
 
 def _sklearn(make: Callable[[dict[str, Any], int], Any]) -> Callable:
@@ -113,6 +114,22 @@ def _tabnet(params, seed, feature_names):
     return TabNetVolumeRegressor(seed=seed, **params)
 
 
+def _composition_attention(params, seed, feature_names):
+    from xtalml.features.composition import element_token_names
+    from xtalml.models.composition_attention import CompositionAttentionRegressor
+    params = dict(params)
+    offset = params.pop("offset_feature", None)
+    index = None if offset is None else _feature_index("composition_attention", "offset_feature", offset, feature_names)
+    names = element_token_names()
+    if not set(names) <= set(feature_names):
+        raise ValueError("composition_attention reads the element_tokens feature group (element_z_i, element_fraction_i); "
+                         "the feature table lacks it: re-run the featurize stages")
+    columns = [list(feature_names).index(name) for name in names]
+    half = len(columns) // 2
+    return CompositionAttentionRegressor(z_index=tuple(columns[:half]), fraction_index=tuple(columns[half:]),
+                                         offset_index=index, seed=seed, **params)
+
+
 def _two_stage(params, seed, feature_names):
     from xtalml.models.two_stage import TwoStageClassifier
     return TwoStageClassifier(seed=seed, **params)
@@ -136,6 +153,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "mlp_regressor": ModelSpec(_mlp_regressor, REGRESS, **_TORCH),
     "wide_deep": ModelSpec(_wide_deep, REGRESS, **_TORCH),
     "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
+    "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",)),
     "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, loss_history=True, base_learner_key="base"),
 }
 

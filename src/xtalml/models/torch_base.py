@@ -57,14 +57,18 @@ class TorchEstimator(BaseEstimator):
         return make_optimizer(getattr(self, "optimizer", "adam"), module.parameters(), self.lr, getattr(self, "weight_decay", 0.0))
 
     def _scheduler(self, optimizer):
-        """lr_schedule: none, cosine (one period over max_epochs) or plateau (halve after patience/3 flat epochs)."""
+        """lr_schedule: none, cosine (one period over max_epochs), plateau (halve after patience/3 flat epochs) or
+        onecycle (warm up over the first tenth of the steps, then anneal; stepped after every batch)."""
         schedule = getattr(self, "lr_schedule", "none")
+        if schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, pct_start=0.1,
+                                                       total_steps=self.max_epochs * self.steps_per_epoch_)
         if schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
         if schedule == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(2, self.patience // 3))
         if schedule != "none":
-            raise ValueError(f"lr_schedule={schedule!r}: choose none, cosine or plateau")
+            raise ValueError(f"lr_schedule={schedule!r}: choose none, cosine, plateau or onecycle")
         return None
 
     def _val_metric(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float | None:
@@ -74,10 +78,18 @@ class TorchEstimator(BaseEstimator):
     def _forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
+    def _input_scaler(self):
+        """Fitted on the training rows only; models whose inputs are not plain features replace it."""
+        return StandardScaler()
+
+    def _batches(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """Row indices of each minibatch of one epoch: a fresh shuffle."""
+        return list(torch.randperm(len(x), generator=generator).split(self.batch_size))
+
     def _fit_tensors(self, X, y, X_val, y_val, y_dtype) -> None:
         seed_everything(self.seed)
         self.device_ = pick_device(self.device)
-        self.scaler_ = StandardScaler().fit(X)  # fitted on the training rows only
+        self.scaler_ = self._input_scaler().fit(X)
         x = torch.tensor(self.scaler_.transform(X), dtype=torch.float32)
         t = torch.tensor(y, dtype=y_dtype)
         if X_val is None:  # no validation set given: hold out 10% of the training rows
@@ -87,6 +99,7 @@ class TorchEstimator(BaseEstimator):
         else:
             xv = torch.tensor(self.scaler_.transform(X_val), dtype=torch.float32)
             tv = torch.tensor(y_val, dtype=y_dtype)
+        self.steps_per_epoch_ = -(-len(x) // self.batch_size)
         module = self._build(x.shape[1]).to(self.device_)
         optimizer = self._optimizer(module)
         scheduler = self._scheduler(optimizer)
@@ -98,7 +111,7 @@ class TorchEstimator(BaseEstimator):
         for epoch in range(self.max_epochs):
             module.train()
             total, seen = 0.0, 0
-            for idx in torch.randperm(len(x), generator=generator).split(self.batch_size):
+            for idx in self._batches(x, generator):
                 if len(idx) < 2:
                     continue  # BatchNorm cannot train on a single row
                 xb, tb = x[idx].to(self.device_), t[idx].to(self.device_)
@@ -106,6 +119,8 @@ class TorchEstimator(BaseEstimator):
                 loss = loss_fn(self._forward(module, xb), tb)
                 loss.backward()
                 optimizer.step()
+                if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+                    scheduler.step()
                 total += loss.item() * len(idx)
                 seen += len(idx)
             val_loss = self._evaluate(module, xv, tv, loss_fn)
@@ -113,7 +128,7 @@ class TorchEstimator(BaseEstimator):
             score = val_loss if metric is None else metric
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(score)
-            elif scheduler is not None:
+            elif scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
                 scheduler.step()
             self.history_.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
                                   **({} if metric is None else {"val_metric": metric})})
