@@ -7,7 +7,7 @@ from matminer.featurizers.composition import ElementProperty, IonProperty, Stoic
 from pymatgen.core import Composition
 
 from xtalml.chemistry import FormulaError, parse_formula
-from xtalml.features.composition import composition_features, feature_names
+from xtalml.features.composition import composition_features, element_tokens, feature_names, formula_arrays
 from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
 from xtalml.features.table import build_feature_table, check_no_label_features
 
@@ -45,6 +45,16 @@ def test_bad_formulas_are_reported_not_featurized():
     assert table.iloc[[0, 3]].notna().all().all() and table.iloc[[1, 2]].isna().all().all()
     with pytest.raises(ValueError, match="unknown composition feature group"):
         composition_features(["NaCl"], ["magpie", "nonsense"])
+
+
+def test_one_parse_feeds_both_composition_blocks():
+    formulas = ["NaCl", "Qq", "Fe2O3", "Ba2YCu3O7"]
+    parsed = formula_arrays(formulas)
+    parse_errors = dict(parsed[2])
+    table, errors = composition_features(formulas, parsed=parsed)
+    pd.testing.assert_frame_equal(table, composition_features(formulas)[0])
+    pd.testing.assert_frame_equal(element_tokens(formulas, parsed=parsed), element_tokens(formulas))
+    assert set(errors) == {1} and parsed[2] == parse_errors  # the caller's parse is not extended
 
 
 def test_geometry_features():

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from tiny_pipeline import TINY, tiny_repo
+from tiny_pipeline import TINY, TINY_RUNS, tiny_repo
 from tiny_pipeline import run as _run
 
 from xtalml.config import REPO_ROOT
@@ -23,8 +23,10 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     root, env = repo
     _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "Running stage" not in _run([sys.executable, "-m", "dvc", "repro"], root, env)  # second run: nothing to do
-    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
-    assert len(runs) == 34
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    runs = params["train"]["runs"]
+    assert set(runs) == TINY_RUNS and {r["model"] for r in runs.values()} == set(REGISTRY)  # every model trains
+    assert {r["task"] for r in runs.values()} == set(params["tasks"])  # on every task
     for run in runs.values():
         name = f"{run['task']}/{run['model']}"
         metrics = json.loads((root / "metrics" / f"{name}.json").read_text())

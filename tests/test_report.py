@@ -1,8 +1,10 @@
 """Report pieces: number formatting, Markdown tables, model tables with baselines, best first."""
 
+import json
+
 import pandas as pd
 
-from xtalml.evaluation.report import accuracy_by_group, best_model, fmt, markdown_table, model_table
+from xtalml.evaluation.report import accuracy_by_group, best_model, fmt, load_model_metrics, markdown_table, model_table
 
 
 def _metrics(acc, seconds, cv=None):
@@ -20,6 +22,17 @@ def test_model_table_lists_models_and_baselines_best_first():
     assert table["model"].tolist() == ["random_forest", "knn", "baseline: most frequent", "mlp_classifier", "baseline: stratified"]
     assert table.loc[0, "CV accuracy (train)"] == "0.550 ± 0.010" and table.loc[0, "train s"] == 3.0
     assert best_model(results) == "random_forest"
+
+
+def test_the_report_reads_only_the_configured_runs(tmp_path):
+    for task, model in (("sg", "knn"), ("sg", "svm"), ("vol", "tabnet")):
+        (tmp_path / task).mkdir(exist_ok=True)
+        (tmp_path / task / f"{model}.json").write_text(json.dumps({"task": task, "test": {"accuracy": 0.5}}))
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "summary.json").write_text("{}")  # not a model run
+    assert {t: set(m) for t, m in load_model_metrics(tmp_path).items()} == {"sg": {"knn", "svm"}, "vol": {"tabnet"}}
+    runs = [{"task": "sg", "model": "svm"}, {"task": "vol", "model": "tabnet"}]  # knn taken out of train.runs
+    assert {t: set(m) for t, m in load_model_metrics(tmp_path, runs).items()} == {"sg": {"svm"}, "vol": {"tabnet"}}
 
 
 def test_regression_table_sorts_by_error():

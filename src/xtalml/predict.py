@@ -15,7 +15,7 @@ from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
 from xtalml.cif.symmetry import space_group_info
 from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
-from xtalml.features.composition import GROUPS, composition_features, element_tokens
+from xtalml.features.composition import GROUPS, composition_features, element_tokens, formula_arrays
 from xtalml.config import load_params
 from xtalml.features.geometry import analytic_volume
 
@@ -154,8 +154,9 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
                      coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
     groups, tables = feature_groups(predictor, predictor.params_path)
-    features, errors = composition_features(list(formulas), groups, tables)
-    features = pd.concat([features.reset_index(drop=True), element_tokens(list(formulas))], axis=1)
+    parsed = formula_arrays(list(formulas))
+    features, errors = composition_features(list(formulas), groups, tables, parsed)
+    features = pd.concat([features.reset_index(drop=True), element_tokens(list(formulas), parsed=parsed)], axis=1)
     good = [i for i in range(len(formulas)) if i not in errors]
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]
     if good:

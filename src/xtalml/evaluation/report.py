@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -57,10 +57,14 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def load_model_metrics(metrics_dir: Path) -> dict[str, dict[str, dict]]:
-    """{task: {model: metrics}} from metrics/<task>/<model>.json."""
+def load_model_metrics(metrics_dir: Path, runs: Iterable[Mapping[str, str]] | None = None) -> dict[str, dict[str, dict]]:
+    """{task: {model: metrics}} from metrics/<task>/<model>.json; with `runs` (train.runs), only those: a run taken
+    out of the config leaves its old file behind."""
+    wanted = None if runs is None else {(r["task"], r["model"]) for r in runs}
     out: dict[str, dict[str, dict]] = {}
     for path in sorted(Path(metrics_dir).glob("*/*.json")):
+        if wanted is not None and (path.parent.name, path.stem) not in wanted:
+            continue
         metrics = json.loads(path.read_text())
         if "task" in metrics and "test" in metrics:  # metrics/parse, featurize, split... are not model runs
             out.setdefault(path.parent.name, {})[path.stem] = metrics
@@ -294,7 +298,7 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
     dpi, top = int(cfg.get("figure_dpi", 110)), int(cfg.get("confusion_top_classes", 12))
     fig_dir = out_dir / "figures"
     metrics_dir = inputs.path(inputs.metrics)
-    all_metrics = load_model_metrics(metrics_dir)
+    all_metrics = load_model_metrics(metrics_dir, params["train"]["runs"].values())
     if not all_metrics:
         raise FileNotFoundError(f"no model metrics under {metrics_dir}/<task>/<model>.json: run the train stages first")
     leakage = _read_json(metrics_dir / "leakage_audit.json")

@@ -77,7 +77,10 @@ def elemental_tables() -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, ...], .
     return table, electroneg, tuple(oxidation)
 
 
-def formula_arrays(formulas: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+Parsed = tuple[np.ndarray, np.ndarray, dict[int, str]]
+
+
+def formula_arrays(formulas: Sequence[str]) -> Parsed:
     """Padded atomic numbers and amounts (rows × max elements, sorted by Z) and {row: error} for bad formulas."""
     parsed: list[dict[str, float]] = []
     errors: dict[int, str] = {}
@@ -105,10 +108,10 @@ def element_token_names(width: int = TOKEN_WIDTH) -> list[str]:
     return [f"element_z_{i}" for i in range(width)] + [f"element_fraction_{i}" for i in range(width)]
 
 
-def element_tokens(formulas: Sequence[str], width: int = TOKEN_WIDTH) -> pd.DataFrame:
+def element_tokens(formulas: Sequence[str], width: int = TOKEN_WIDTH, parsed: Parsed | None = None) -> pd.DataFrame:
     """A formula's elements as tokens for models that read a composition element by element; NaN where the formula
-    does not parse or has more than `width` elements."""
-    z, amount, errors = formula_arrays(formulas)
+    does not parse or has more than `width` elements. `parsed`: formula_arrays(formulas), when the caller has it."""
+    z, amount, errors = parsed or formula_arrays(formulas)
     values = np.full((len(z), 2 * width), np.nan)
     fits = np.ones(len(z), dtype=bool) if z.shape[1] <= width else ~(amount[:, width:] > 0).any(axis=1)
     fits[list(errors)] = False
@@ -263,12 +266,15 @@ def _ionic(z: np.ndarray, amount: np.ndarray, electroneg: np.ndarray) -> np.ndar
 
 
 def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS,
-                         element_tables: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, dict[int, str]]:
-    """Feature table (one row per formula, NaN rows for bad ones) and {row position: reason} of bad formulas."""
+                         element_tables: Mapping[str, Any] | None = None,
+                         parsed: Parsed | None = None) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Feature table (one row per formula, NaN rows for bad ones) and {row position: reason} of bad formulas.
+    `parsed`: formula_arrays(formulas), when the caller has it."""
     names = feature_names(groups, element_tables)  # validates the group names
     tables = {g: load_element_table(g, element_tables[g]) for g in groups if g not in GROUPS}
     table, electroneg, oxidation = elemental_tables()
-    z, amount, errors = formula_arrays(formulas)
+    z, amount, errors = parsed or formula_arrays(formulas)
+    errors = dict(errors)  # extended below; the caller's stays as parsed
     n_el = (amount > 0).sum(axis=1)
     values = np.empty((len(z), len(names)))  # every row is written below or set to NaN
     values[n_el == 0] = np.nan

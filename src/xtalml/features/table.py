@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xtalml.features.composition import GROUPS, composition_features, element_tokens
+from xtalml.features.composition import GROUPS, composition_features, element_tokens, formula_arrays
 from xtalml.features.embeddings import MISSING_CELLS_RULE, MISSING_ELEMENT_RULE
 from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
 
@@ -40,7 +40,8 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
     rows = structures.loc[~rejected].reset_index(drop=True)
     formulas = rows["formula"].astype(str)
     unique = formulas.drop_duplicates()
-    comp, errors = composition_features(unique.tolist(), composition_groups, element_tables)  # once per formula
+    parsed = formula_arrays(unique.tolist())  # once per formula, for both blocks below
+    comp, errors = composition_features(unique.tolist(), composition_groups, element_tables, parsed)
     comp.index = unique.to_numpy()
     if errors:  # the parse stage already flags bad formulas; this catches any it let through
         bad = {unique.iloc[i]: reason for i, reason in errors.items()}
@@ -50,7 +51,7 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
         rows = rows[~formulas.isin(bad)].reset_index(drop=True)
         formulas = rows["formula"].astype(str)
     comp_rows = comp.loc[formulas.to_numpy()].reset_index(drop=True)
-    tokens = element_tokens(unique.tolist())  # for models that read a formula element by element, not for the others
+    tokens = element_tokens(unique.tolist(), parsed=parsed)  # for models that read a formula element by element, not for the others
     tokens.index = unique.to_numpy()
     token_rows = tokens.loc[formulas.to_numpy()].reset_index(drop=True)
 
