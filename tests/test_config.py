@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from xtalml.config import REPO_ROOT, compose, dvc_plot_definitions, load_params, section, source_config
-from xtalml.tasks import task_sources
+from xtalml.tasks import model_config, task_sources
 
 
 def test_committed_params_equal_the_composed_default():
@@ -68,3 +68,13 @@ def test_config_errors_name_the_problem(tmp_path):
         section({"split": {"method": "grouped"}}, "split", ["method", "seed"])
     with pytest.raises(FileNotFoundError, match="params.yaml"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_the_tiny_config_caps_every_epoch_count_on_every_task():
+    """A task's model_overrides win over the model's own section: TINY must shrink those too."""
+    from tiny_pipeline import TINY
+
+    params = compose(TINY)
+    for run in params["train"]["runs"].values():
+        cfg = model_config(params["tasks"][run["task"]], run["model"], params["models"])
+        assert cfg.get("max_epochs", 0) <= 2, run

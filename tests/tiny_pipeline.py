@@ -34,6 +34,7 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "tasks.volume_per_atom_from_composition.model_overrides.lightgbm_regressor.n_estimators=10",
         *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")],
         *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet", "wide_deep")],
+        "++tasks.volume_from_geometry.model_overrides.tabnet.max_epochs=2",
         *[f"~train.runs.{run}" for run in compose()["train"]["runs"] if run not in TINY_RUNS]]
 
 
