@@ -32,7 +32,7 @@ def registered_name(task: str) -> str:
 
 
 def validation_scores(task_name: str, task_cfg: Mapping[str, Any], models: Sequence[str], models_dir: Path,
-                      root: Path = Path(".")) -> tuple[dict[str, float], pd.DataFrame]:
+                      root: Path = Path(".")) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
     """Each trained model's score on the task's validation rows (accuracy, or MAE for regression), and a few of
     those rows, in the columns it reads, as its input example."""
     groups = tuple(dict.fromkeys(g for model in models for g in model_spec(model).input_groups))
