@@ -119,6 +119,17 @@ def test_two_stage_ensembles_over_seeds():
     assert len(model.members_) == 2 and np.allclose(model.predict_proba(X).sum(axis=1), 1)
 
 
+def test_two_stage_base_overrides_beat_the_base_learners_section():
+    X, y = _classification()
+    y = np.where((y == "14") & (np.arange(len(y)) % 2 == 0), "11", y)  # two groups of lattice mP: it gets a forest
+    cfg = {"base": "random_forest", "base_params": {"n_estimators": 3, "max_leaf_nodes": 8, "cv_folds": 5},
+           "base_overrides": {"max_leaf_nodes": None}}
+    stage1, experts = build_model("two_stage", cfg, seed=0).fit(X[:200], y[:200]).members_[0]
+    forests = [stage1, *(e for e in experts.values() if hasattr(e, "named_steps"))]
+    assert len(forests) > 1
+    assert all(f.named_steps["model"].max_leaf_nodes is None and f.named_steps["model"].n_estimators == 3 for f in forests)
+
+
 def test_capabilities_are_declared_in_the_registry():
     for name, spec in REGISTRY.items():
         assert spec.task_kinds and set(spec.task_kinds) <= {"classification", "regression"}, name

@@ -37,18 +37,19 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
 
     Each expert sees only its lattice's rows and the composition features (never stage 1's outputs), so stage 2 needs
     no out-of-fold stage-1 predictions. combine='hard' keeps only the most likely lattice (CRYSPNet's inference);
-    'soft' sums over lattices, so top-k can go beyond stage 1's accuracy. Any registered classifier is the base learner;
-    seeds > 1 averages that many independently seeded copies of both stages.
+    'soft' sums over lattices, so top-k can go beyond stage 1's accuracy. Any registered classifier is the base learner
+    (base_params, with base_overrides on top); seeds > 1 averages that many independently seeded copies of both stages.
     """
 
-    def __init__(self, base: str = "lightgbm", base_params: Mapping[str, Any] | None = None, combine: str = "soft",
-                 seeds: int = 1, seed: int = 42):
-        self.base, self.base_params, self.combine, self.seeds, self.seed = base, base_params, combine, seeds, seed
+    def __init__(self, base: str = "lightgbm", base_params: Mapping[str, Any] | None = None,
+                 base_overrides: Mapping[str, Any] | None = None, combine: str = "soft", seeds: int = 1, seed: int = 42):
+        self.base, self.base_params, self.base_overrides = base, base_params, base_overrides
+        self.combine, self.seeds, self.seed = combine, seeds, seed
 
     def _learner(self, seed: int):
         from xtalml.models.registry import build_model
 
-        return build_model(self.base, dict(self.base_params or {}), seed)
+        return build_model(self.base, {**(self.base_params or {}), **(self.base_overrides or {})}, seed)
 
     def _fit_one(self, X, y, X_val, y_val, seed: int):
         from xtalml.models.registry import model_spec
