@@ -7,7 +7,7 @@ import pytest
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of, top_k
 from xtalml.features.composition import element_tokens
-from xtalml.models.registry import REGISTRY, build_model, model_spec, models_for, packages, uses_torch
+from xtalml.models.registry import REGISTRY, build_model, model_spec, models_for, packages, uses_torch, writes_loss_history
 from xtalml.models.two_stage import lattice_of, lattice_proba
 
 FAST = {"max_epochs": 3, "patience": 2}
@@ -136,6 +136,7 @@ def test_capabilities_are_declared_in_the_registry():
     assert not model_spec("random_forest").uses_validation_rows and model_spec("random_forest").cross_validates
     assert model_spec("lightgbm").uses_validation_rows and not model_spec("lightgbm").torch
     assert uses_torch("two_stage", {"base": "mlp_classifier"}) and not uses_torch("two_stage", {"base": "lightgbm"})
+    assert writes_loss_history("two_stage", {"base": "lightgbm"}) and not writes_loss_history("two_stage", {"base": "random_forest"})
     assert packages("two_stage", {"base": "lightgbm"}) == ("lightgbm",) and "torch" in packages("tabnet", {})
     assert set(models_for("regression")) == {"lightgbm_regressor", "mlp_regressor", "wide_deep", "tabnet",
                                              "composition_attention"}

@@ -10,8 +10,8 @@ import yaml
 from tiny_pipeline import TINY, TINY_RUNS, tiny_repo
 from tiny_pipeline import run as _run
 
-from xtalml.config import REPO_ROOT, writes_loss_history
-from xtalml.models.registry import REGISTRY
+from xtalml.config import REPO_ROOT
+from xtalml.models.registry import REGISTRY, writes_loss_history
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
         plots = {p.name for p in (root / "plots" / name).iterdir()}
         assert plots & {"confusion.csv", "parity.csv"}, name
         spec = REGISTRY[run["model"]]
-        assert ("loss.csv" in plots) == writes_loss_history(run["model"], params["models"]), name
+        assert ("loss.csv" in plots) == writes_loss_history(run["model"], params["models"][run["model"]]), name
         assert ("feature_importance.csv" in plots) == spec.feature_importance, name
         assert ("cv" in metrics) == spec.cross_validates and metrics.get("cv", {"folds": 2})["folds"] == 2, name
     volume = json.loads((root / "metrics/volume_from_geometry/mlp_regressor.json").read_text())

@@ -54,19 +54,10 @@ def source_config(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     return compose([f"data@sources.primary={name}", *overrides])["sources"]["primary"]
 
 
-def writes_loss_history(model: str, models: dict[str, Any]) -> bool:
-    """Whether a model's train stage writes loss.csv: a model built from a base learner has its base's curve (if any)."""
-    from xtalml.models.registry import model_spec
-
-    key = model_spec(model).base_learner_key
-    base = models.get(model, {}).get(key) if key else None
-    return writes_loss_history(base, {}) if base else model_spec(model).loss_history
-
-
 def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
     """dvc.yaml's top-level plots for every training run: confusion, predicted-vs-true, loss curves, importances."""
     from xtalml.evaluation.report import UNITS
-    from xtalml.models.registry import model_spec
+    from xtalml.models.registry import model_spec, writes_loss_history
 
     runs = list(params["train"]["runs"].values())
     plots: list[dict[str, Any]] = []
@@ -78,7 +69,7 @@ def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
                 "title": f"{task} {model}: confusion on test", "template": "confusion",
                 "x": "predicted", "y": "actual"}})
         spec = model_spec(model)
-        if writes_loss_history(model, params["models"]):
+        if writes_loss_history(model, params["models"][model]):
             plots.append({f"{folder}/loss.csv": {
                 "title": f"{task} {model}: loss per epoch", "x": "epoch", "y": ["train_loss", "val_loss"]}})
         if spec.feature_importance:

@@ -154,7 +154,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "wide_deep": ModelSpec(_wide_deep, REGRESS, **_TORCH),
     "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
     "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",)),
-    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, loss_history=True, base_learner_key="base"),
+    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base"),  # loss: its base's
 }
 
 
@@ -180,6 +180,13 @@ def uses_torch(name: str, cfg: Mapping[str, Any]) -> bool:
     spec = model_spec(name)
     base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
     return spec.torch or (base is not None and uses_torch(base, {}))
+
+
+def writes_loss_history(name: str, cfg: Mapping[str, Any]) -> bool:
+    """Whether the model's train stage writes loss.csv: a model built from a base learner has its base's curve, if any."""
+    spec = model_spec(name)
+    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    return writes_loss_history(base, {}) if base else spec.loss_history
 
 
 def packages(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
