@@ -19,9 +19,10 @@ if args.task not in tasks:
     raise SystemExit(f"unknown task {args.task!r}; tasks in params.yaml: {', '.join(tasks)}")
 if args.model not in models:
     raise SystemExit(f"unknown model {args.model!r}; models in params.yaml: {', '.join(models)}")
-fix_thread_counts([args.model], models, section(params, "train").get("torch_threads", 1))
+train = section(params, "train")
+fix_thread_counts([args.model], models, train.get("torch_threads", 1))
 name = f"{args.task}/{args.model}"
-result = run_training(args.task, tasks[args.task], args.model, models[args.model], section(params, "train")["seed"], {
+result = run_training(args.task, tasks[args.task], args.model, models[args.model], train["seed"], {
     "metrics": Path(f"metrics/{name}.json"), "predictions": Path(f"data/predictions/{name}.parquet"),
     "model": Path(f"models/{name}.pkl"), "plots": Path(f"plots/{name}")})
 headline = {k: round(v, 4) for k, v in result["test"].items() if k in ("accuracy", "top5_accuracy", "mae", "r2")}

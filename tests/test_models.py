@@ -130,6 +130,37 @@ def test_two_stage_base_overrides_beat_the_base_learners_section():
     assert all(f.named_steps["model"].max_leaf_nodes is None and f.named_steps["model"].n_estimators == 3 for f in forests)
 
 
+def test_two_stage_fitted_in_two_processes_is_the_same_model():
+    X, y = _classification()
+    even = np.arange(len(y)) % 2 == 0
+    y = np.where((y == "14") & even, "11", np.where((y == "15") & even, "12", y))  # lattices mP and mC: two experts
+    cfg = {"base": "random_forest", "base_params": {"n_estimators": 5, "n_jobs": 1}}
+    one, two = (build_model("two_stage", {**cfg, "n_jobs": n}, seed=0).fit(X[:200], y[:200]) for n in (1, 2))
+    assert sum(hasattr(e, "named_steps") for e in two.members_[0][1].values()) == 2
+    assert list(one.members_[0][1]) == list(two.members_[0][1])
+    np.testing.assert_array_equal(one.predict_proba(X[200:]), two.predict_proba(X[200:]))
+
+
+def test_cross_validation_and_the_final_fit_give_the_same_in_two_processes():
+    from xtalml.tasks import TaskData
+    from xtalml.evaluation.cross_validation import cross_validate
+    from xtalml.training import fit_and_evaluate
+
+    X, y = _classification()
+    frame = pd.DataFrame({"reduced_formula": [f"X{i % 80}" for i in range(len(y))]})
+    task = TaskData("t", "classification", "label", list("abcdef"), X={"train": X}, y={"train": y},
+                    frames={"train": frame})
+    model = build_model("random_forest", TINY["random_forest"], seed=0)
+    one, two = (cross_validate(model, task, 3, None, 0, n_jobs=n) for n in (1, 2))
+    assert one == two and one["folds"] == 3 and 0 < one["accuracy_mean"] < 1
+    # the final fit runs as one more job of the same processes: the same folds and the same fitted model
+    task.X["test"], task.y["test"], task.frames["test"] = X[:50], y[:50], frame[:50]
+    runs = [fit_and_evaluate(build_model("random_forest", TINY["random_forest"], seed=0), "random_forest",
+                             {"cv_folds": 3, "cv_jobs": n}, task, 0, cross_validation=True) for n in (1, 2)]
+    assert runs[0][0]["cv"] == runs[1][0]["cv"] == one
+    np.testing.assert_array_equal(runs[0][2].predict_proba(X), runs[1][2].predict_proba(X))
+
+
 def test_capabilities_are_declared_in_the_registry():
     for name, spec in REGISTRY.items():
         assert spec.task_kinds and set(spec.task_kinds) <= {"classification", "regression"}, name
@@ -229,10 +260,10 @@ def test_row_caps_subsample_train_and_early_stopping_rows_and_say_so():
     model = build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0)
     fit = model.fit
     model.fit = lambda X, y, X_val, y_val: seen.update(train=len(X), val=len(X_val)) or fit(X, y, X_val, y_val)
-    result, predicted = fit_and_evaluate(model, "lightgbm_regressor", {"max_train_rows": 150, "max_val_rows": 25}, task, 0)
+    result, predicted, _ = fit_and_evaluate(model, "lightgbm_regressor", {"max_train_rows": 150, "max_val_rows": 25}, task, 0)
     assert seen == {"train": 150, "val": 25} and predicted.shape == (40,)
     assert result["data"] == {"model_trained_on_rows": 150, "model_early_stopped_on_val_rows": 25}
-    result, _ = fit_and_evaluate(build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0),
+    result, _, _ = fit_and_evaluate(build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0),
                                  "lightgbm_regressor", {"max_val_rows": 1000}, task, 0)
     assert result["data"] == {}
 

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import joblib
 import pandas as pd
 import pytest
 import yaml
@@ -11,7 +12,10 @@ from tiny_pipeline import TINY, TINY_RUNS, tiny_repo
 from tiny_pipeline import run as _run
 
 from xtalml.config import REPO_ROOT
-from xtalml.models.registry import REGISTRY, writes_loss_history
+from xtalml.models.registry import REGISTRY, model_spec, writes_loss_history
+from xtalml.serving import model_requirements
+from xtalml.tasks import load_task
+from xtalml.training import validation_score
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +89,25 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
+    tasks = yaml.safe_load((root / "params.yaml").read_text())["tasks"]
     for task, chosen in register["tasks"].items():
         scores = chosen["validation"]
         best = (max if chosen["metric"] == "accuracy" else min)(scores.values())
         assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs.values() if r["task"] == task}
+        # the score the train stage recorded is the saved model's on the validation rows
+        bundle = joblib.load(root / "models" / task / f"{chosen['champion']}.pkl")
+        data = load_task(task, tasks[task], root, input_groups=model_spec(chosen["champion"]).input_groups)
+        predicted = bundle["model"].predict(data.frames["val"][bundle["feature_names"]].to_numpy(float))
+        assert scores[chosen["champion"]] == pytest.approx(validation_score(data, predicted)[chosen["metric"]])
         version = client.get_model_version_by_alias(f"xtalml-{task}", "champion")
         assert version.tags["model"] == chosen["champion"]
         model = mlflow.pyfunc.load_model(f"models:/xtalml-{task}@champion")
         assert model.metadata.signature is not None and model.metadata.get_input_schema() is not None
         assert client.get_experiment_by_name(task).tags["mlflow.experimentKind"] == "custom_model_development"
+    # the predictor lists what its bundled champions need (listed, not inferred by importing them)
+    needs = set(model_requirements("models:/xtalml-predictor@champion"))
+    assert all(set(model_requirements(f"models:/xtalml-{task}@champion")) <= needs
+               for task in register["predictor"]["models"])
     predictor = mlflow.pyfunc.load_model("models:/xtalml-predictor@champion")
     out = predictor.predict(pd.DataFrame({"formula": ["Fe2O3", "Qq"]}))
     assert pd.isna(out.loc[0, "error"]) and out.loc[0, "volume_per_atom"] > 0 and "Qq" in out.loc[1, "error"]

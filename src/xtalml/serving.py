@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import joblib
 import mlflow
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 
 from xtalml.models.registry import model_spec
 from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
 from xtalml.tasks import load_task
-from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, tracking_uri
+from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, pinned, tracking_uri
 
 CHAMPION_ALIAS = "champion"
 PREDICTOR_NAME = "xtalml-predictor"
@@ -31,25 +31,25 @@ def registered_name(task: str) -> str:
     return f"xtalml-{task}"
 
 
-def validation_scores(task_name: str, task_cfg: Mapping[str, Any], models: Sequence[str], models_dir: Path,
-                      root: Path = Path(".")) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
-    """Each trained model's score on the task's validation rows (accuracy, or MAE for regression), and a few of
-    those rows, in the columns it reads, as its input example."""
-    groups = tuple(dict.fromkeys(g for model in models for g in model_spec(model).input_groups))
-    task = load_task(task_name, task_cfg, root, input_groups=groups)
-    if not len(task.y["val"]):
-        raise ValueError(f"task {task_name} has no validation rows: the champion is chosen on them, never on test")
-    scores, examples = {}, {}
+def validation_scores(task_name: str, models: Sequence[str], metrics_dir: Path) -> dict[str, float]:
+    """Each trained model's score on the task's validation rows (accuracy, or MAE for regression), as its train stage
+    computed it and wrote it to metrics/<task>/<model>.json."""
+    scores = {}
     for model in models:
-        bundle = joblib.load(Path(models_dir) / task_name / f"{model}.pkl")
-        rows = task.frames["val"][bundle["feature_names"]]
-        predicted = bundle["model"].predict(rows.to_numpy(float))
-        if task.kind == "classification":
-            scores[model] = float((np.asarray(predicted).astype(str) == task.y["val"].astype(str)).mean())
-        else:
-            scores[model] = float(np.mean(np.abs(np.asarray(predicted, float) - task.y["val"].astype(float))))
-        examples[model] = rows.iloc[:5].reset_index(drop=True)
-    return scores, examples
+        path = Path(metrics_dir) / task_name / f"{model}.json"
+        recorded = json.loads(path.read_text()).get("validation")
+        if not recorded:
+            raise ValueError(f"{path} holds no validation score: task {task_name} has no validation rows (the champion "
+                             f"is chosen on them, never on test), or train@{task_name}--{model} predates them; re-run it")
+        scores[model] = float(recorded["accuracy" if "accuracy" in recorded else "mae"])
+    return scores
+
+
+def validation_example(task_name: str, task_cfg: Mapping[str, Any], model: str, feature_names: Sequence[str],
+                       root: Path = Path(".")) -> pd.DataFrame:
+    """The first validation rows of a task, in the columns a model reads: a logged model's input example."""
+    task = load_task(task_name, task_cfg, root, input_groups=model_spec(model).input_groups)
+    return task.frames["val"][list(feature_names)].iloc[:5].reset_index(drop=True)
 
 
 def pick_champion(scores: Mapping[str, float], kind: str) -> str:
@@ -83,27 +83,37 @@ def _training_run(client, task: str, model: str):
     return runs[0] if runs else None
 
 
-def register_champion(task: str, model: str, model_path: Path, example: pd.DataFrame, score: float, metric: str,
+def register_champion(task: str, model: str, model_path: Path,
+                      example: pd.DataFrame | Callable[[Sequence[str]], pd.DataFrame], score: float, metric: str,
                       uri: str | None = None) -> dict[str, Any]:
-    """Register the model its training run logged (or, for a run without one, log it now) as xtalml-<task> and point
-    the alias 'champion' at it. A model file already registered as the champion is not registered again; the
-    earlier versions stay."""
+    """Register the model its training run logged (or, for a run without one, log it now, with `example` or the rows
+    example(feature names) gives as its input example) as xtalml-<task> and point the alias 'champion' at it. A model
+    file already registered as the champion is not registered again; the earlier versions stay."""
     client = _client(uri)
     name, digest = registered_name(task), file_digest(model_path)
     current = _current(client, name)
     if current is not None and current.tags.get("model_digest") == digest:
-        return {"name": name, "version": int(current.version), "model": model, "new_version": False}
+        return {"name": name, "version": int(current.version), "model": model, "new_version": False,
+                "model_uri": current.source}
     run = _training_run(client, task, model)
     model_uri = run.data.tags.get("model_uri") if run is not None else None
     if not model_uri:
         with mlflow.start_run(run_id=run.info.run_id if run else None,
                               experiment_id=None if run else experiment_id(client, task)):
-            model_uri = log_model(joblib.load(model_path)["model"], example, [])
+            bundle = joblib.load(model_path)
+            rows = example(bundle["feature_names"]) if callable(example) else example
+            model_uri = log_model(bundle["model"], rows, [])
     version = str(mlflow.register_model(model_uri, name).version)
     for key, value in {"model": model, "model_digest": digest, f"validation_{metric}": f"{score:.6f}"}.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    return {"name": name, "version": int(version), "model": model, "new_version": True}
+    return {"name": name, "version": int(version), "model": model, "new_version": True, "model_uri": model_uri}
+
+
+def model_requirements(model_uri: str) -> list[str]:
+    """The pip requirements a logged model lists (MLflow itself left out: it adds its own)."""
+    lines = Path(mlflow.pyfunc.get_model_dependencies(model_uri)).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith(("#", "mlflow=="))]
 
 
 def mark_model_training(experiments: Sequence[str], uri: str | None = None) -> None:
@@ -167,10 +177,11 @@ def _flat(answer: dict) -> dict[str, Any]:
     return answers_table([answer]).iloc[0].to_dict()
 
 
-def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path: Path,
-                       uri: str | None = None) -> dict[str, Any]:
+def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path: Path, uri: str | None = None,
+                       requirements: Sequence[str] = ()) -> dict[str, Any]:
     """Log XtalmlPredictor with the chosen models, the conformal calibration and params.yaml as its artifacts,
-    register it as xtalml-predictor and point 'champion' at it (skipped when those files are unchanged)."""
+    register it as xtalml-predictor and point 'champion' at it (skipped when those files are unchanged);
+    `requirements`: pinned packages the chosen models need (their logged models' lists)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -195,7 +206,9 @@ def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path:
             mlflow.set_tags({f"model.{task}": model for task, model in choice.items()})
             info = mlflow.pyfunc.log_model(name="predictor", python_model=XtalmlPredictor(), artifacts={"bundle": str(bundle)},
                                            signature=signature, input_example=pd.DataFrame({"formula": ["Fe2O3", "SiO2"]}),
-                                           registered_model_name=PREDICTOR_NAME)
+                                           registered_model_name=PREDICTOR_NAME, pip_requirements=list(dict.fromkeys([
+                                               *pinned(["cloudpickle", "scikit-learn", "numpy", "pandas", "scipy",
+                                                        "xtalml"]), *requirements])))
     version = str(info.registered_model_version)
     client.set_model_version_tag(PREDICTOR_NAME, version, "files_digest", digest[:5000])
     client.set_registered_model_alias(PREDICTOR_NAME, CHAMPION_ALIAS, version)

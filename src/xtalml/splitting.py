@@ -175,22 +175,23 @@ def read_split_columns(path, stratify: str | None) -> pd.DataFrame:
 def near_duplicate_share(formulas: pd.Series, part: pd.Series, tolerance: float = 0.02) -> float:
     """Share of test rows with a train row of the same elements whose atomic fractions all lie within tolerance."""
     fractions: dict[str, np.ndarray] = {}
-    for formula in formulas.unique():
+    systems: dict[str, str] = {}
+    for formula in formulas.unique():  # one parse per formula gives both its elements and its fractions
         try:
             amounts = parse_formula(formula)
         except FormulaError:
             continue
-        total = sum(amounts.values())
-        fractions[formula] = np.array([amounts[el] / total for el in sorted(amounts)])
-    systems = formulas.map(lambda f: "-".join(_elements(f)))
-    train = pd.DataFrame({"f": formulas[part == "train"], "s": systems[part == "train"]}).drop_duplicates()
-    by_system = {s: np.stack([fractions[f] for f in g["f"] if f in fractions]) for s, g in train.groupby("s") if s}
+        total, elements = sum(amounts.values()), sorted(amounts)
+        fractions[formula] = np.array([amounts[el] / total for el in elements])
+        systems[formula] = "-".join(elements)
+    train: dict[str, list[np.ndarray]] = {}
+    for formula in formulas[part == "train"].unique():
+        if formula in fractions:
+            train.setdefault(systems[formula], []).append(fractions[formula])
+    by_system = {system: np.stack(rows) for system, rows in train.items()}
     near: dict[str, bool] = {}
-    for formula, system in zip(formulas[part == "test"], systems[part == "test"]):
-        if formula in near:
-            continue
-        candidates = by_system.get(system)
-        near[formula] = bool(candidates is not None and formula in fractions and
-                             (np.abs(candidates - fractions[formula]).max(axis=1) <= tolerance).any())
+    for formula in formulas[part == "test"].unique():
+        candidates = by_system.get(systems.get(formula, ""))
+        near[formula] = bool(candidates is not None and (np.abs(candidates - fractions[formula]).max(axis=1) <= tolerance).any())
     test = formulas[part == "test"]
     return float(test.map(near).mean()) if len(test) else 0.0

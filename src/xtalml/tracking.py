@@ -169,6 +169,14 @@ def log_model(model, example, requirements: Sequence[str]) -> str:
     return info.model_uri
 
 
+def pinned(distributions: Iterable[str]) -> list[str]:
+    """'name==version' of each installed distribution, once each, in order: a logged model's pip requirements, listed
+    so MLflow does not infer them by importing the model in a subprocess (17 s for the predictor)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in dict.fromkeys(distributions)]
+
+
 def file_md5(path: Path) -> str:
     """md5 of a file's bytes: the hash DVC records for it in dvc.lock."""
     with open(path, "rb") as fh:

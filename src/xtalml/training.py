@@ -12,36 +12,14 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
+from xtalml.evaluation.cross_validation import cross_validate_and_fit, subsample_rows
 from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
 from xtalml.models.registry import build_model, model_spec, packages
-from xtalml.splitting import grouped_kfold
 from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
-                             numeric_metrics, training_run)
-
-
-def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded subsample of n rows, at most `limit` (all rows when limit is None)."""
-    rows = np.arange(n)
-    if limit and n > limit:
-        rows = np.sort(np.random.default_rng(seed).choice(n, int(limit), replace=False))
-    return rows
-
-
-def cross_validate(model, task: TaskData, folds: int, max_rows: int | None, seed: int) -> dict[str, Any]:
-    """Accuracy per fold of a grouped, stratified k-fold over the training rows (optionally a subsample)."""
-    rows = subsample_rows(len(task.y["train"]), max_rows, seed)
-    X, y = task.X["train"][rows], task.y["train"][rows]
-    groups = task.frames["train"]["reduced_formula"].to_numpy()[rows]
-    scores = []
-    for train_idx, val_idx in grouped_kfold(y, groups, folds, seed):
-        fitted = clone(model).fit(X[train_idx], y[train_idx])
-        scores.append(float((fitted.predict(X[val_idx]).astype(str) == y[val_idx].astype(str)).mean()))
-    return {"folds": folds, "rows": int(len(rows)), "accuracy_mean": float(np.mean(scores)),
-            "accuracy_std": float(np.std(scores)), "accuracy_per_fold": scores}
+                             numeric_metrics, pinned, training_run)
 
 
 def baselines_for(task: TaskData, seed: int, rows: np.ndarray | None = None) -> dict[str, Any]:
@@ -74,11 +52,20 @@ def test_subsets(task: TaskData) -> dict[str, np.ndarray]:
     return {name: rows for name, rows in subsets.items() if rows.any()}
 
 
-def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task: TaskData,
-                     seed: int) -> tuple[dict[str, Any], np.ndarray]:
-    """Fit on the train rows (validation rows for early stopping where the model takes them); test metrics.
+def validation_score(task: TaskData, predicted: np.ndarray) -> dict[str, Any]:
+    """Accuracy (classification) or MAE (regression) on all the task's validation rows."""
+    truth = task.y["val"]
+    if task.kind == "classification":
+        return {"accuracy": float((np.asarray(predicted).astype(str) == truth.astype(str)).mean()), "n": int(len(truth))}
+    return {"mae": float(np.mean(np.abs(np.asarray(predicted, float) - truth.astype(float)))), "n": int(len(truth))}
 
-    Returns ({data, train_seconds, test}, test predictions).
+
+def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task: TaskData, seed: int,
+                     cross_validation: bool = False) -> tuple[dict[str, Any], np.ndarray, Any]:
+    """Fit on the train rows (validation rows for early stopping where the model takes them); test metrics. With
+    cross_validation, the folds of model_cfg (cv_folds, cv_max_rows, cv_jobs) run beside the final fit.
+
+    Returns ({data, [cv,] train_seconds, test}, test predictions, the fitted model).
     """
     result: dict[str, Any] = {"data": {}}
     rows = subsample_rows(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
@@ -91,9 +78,14 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         if len(val) < len(task.y["val"]):
             result["data"]["model_early_stopped_on_val_rows"] = int(len(val))
         model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"][val], task.y["val"][val])
+    elif cross_validation:
+        result["cv"], model, seconds = cross_validate_and_fit(
+            model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed, rows,
+            int(model_cfg.get("cv_jobs") or 1))
+        result["train_seconds"] = round(seconds, 3)
     else:
         model.fit(task.X["train"][rows], task.y["train"][rows])
-    result["train_seconds"] = round(time.perf_counter() - started, 3)
+    result.setdefault("train_seconds", round(time.perf_counter() - started, 3))
     predicted = model.predict(task.X["test"])
     subsets = test_subsets(task)
     if task.kind == "classification":
@@ -114,7 +106,7 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
                                     for name, rows in subsets.items()}
     if not result["test_by_source"]:
         del result["test_by_source"]
-    return result, predicted
+    return result, predicted, model
 
 
 def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X: np.ndarray) -> dict[str, float]:
@@ -142,10 +134,11 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
     with training_run(task_name, model_name, tracking_uri):
         _log_datasets(task)
         result: dict[str, Any] = {"task": task_name, "model": model_name, "data": task.info}
-        if model_spec(model_name).cross_validates and model_cfg.get("cv_folds"):
-            result["cv"] = cross_validate(model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed)
-        scored, predicted = fit_and_evaluate(model, model_name, model_cfg, task, seed)
+        cross_validation = model_spec(model_name).cross_validates and bool(model_cfg.get("cv_folds"))
+        scored, predicted, model = fit_and_evaluate(model, model_name, model_cfg, task, seed, cross_validation)
         result["data"] |= scored.pop("data")
+        if len(task.y["val"]):  # the register stage picks each task's champion on this score
+            result["validation"] = validation_score(task, model.predict(task.X["val"]))
         result |= scored
         frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
         result["baselines"] = baselines_for(task, seed)
@@ -168,11 +161,8 @@ def _log_datasets(task: TaskData) -> None:
 
 
 def _requirements(model_name: str, model_cfg: Mapping[str, Any]) -> list[str]:
-    """Pinned packages a logged model needs to load (listed, so MLflow does not infer them by importing the model)."""
-    from importlib.metadata import version
-
-    names = dict.fromkeys(["scikit-learn", "numpy", "pandas", "xtalml", *packages(model_name, model_cfg)])
-    return [f"{p}=={version(p)}" for p in names]
+    """Pinned packages a logged model needs to load."""
+    return pinned(["scikit-learn", "numpy", "pandas", "xtalml", *packages(model_name, model_cfg)])
 
 
 def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out: Mapping[str, Path]) -> None:
@@ -198,6 +188,7 @@ def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out
 
 def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, result, out) -> None:
     metrics = (numeric_metrics(result["test"], "test.") | numeric_metrics(result.get("cv", {}), "cv.")
+               | numeric_metrics(result.get("validation", {}), "val.")
                | numeric_metrics(result.get("test_by_source", {}), "test_by_source."))
     for name, values in result["baselines"].items():
         metrics |= numeric_metrics(values, f"baseline.{name}.")

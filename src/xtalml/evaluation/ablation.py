@@ -7,24 +7,29 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from xtalml.features.composition import composition_features
+from xtalml.features.composition import Parsed, composition_features, formula_arrays
 from xtalml.models.registry import build_model
 from xtalml.tasks import PARTS, TaskData, load_task, model_config
-from xtalml.training import fit_and_evaluate, subsample_rows
+from xtalml.evaluation.cross_validation import subsample_rows
+from xtalml.training import fit_and_evaluate
 
 HEADLINE = ("accuracy", "top3_accuracy", "top5_accuracy", "top10_accuracy", "mae", "r2")
 
 
-def with_feature_set(task: TaskData, groups: Sequence[str], element_tables: Mapping[str, Any]) -> tuple[TaskData, dict]:
+def with_feature_set(task: TaskData, groups: Sequence[str], element_tables: Mapping[str, Any],
+                     parsed: Mapping[str, Parsed] | None = None) -> tuple[TaskData, dict]:
     """The task with its composition features recomputed from each row's formula for these groups, and row counts.
 
     A row whose elements an embedding table lacks has NaN in that table's columns only (the model must accept
     missing values); composition_features would blank the whole row, so each group is computed on its own.
+    `parsed`: formula_arrays of each part's formulas, when the caller has them.
     """
     X, missing, names = {}, {}, []
     for part in PARTS:
         formulas = task.frames[part]["reduced_formula"].tolist()
-        frame = pd.concat([composition_features(formulas, [group], element_tables)[0] for group in groups], axis=1)
+        arrays = parsed[part] if parsed else formula_arrays(formulas)
+        frame = pd.concat([composition_features(formulas, [group], element_tables, arrays)[0] for group in groups],
+                          axis=1)
         X[part], names = frame.to_numpy(), list(frame.columns)
         missing[part] = int(frame.isna().any(axis=1).sum())
     return dataclasses.replace(task, X=X, feature_names=names), {"rows_with_missing_features": missing}
@@ -50,10 +55,11 @@ def feature_set_ablation(params: Mapping[str, Any]) -> dict[str, Any]:
                      if k not in ("max_train_rows", "max_val_rows")}  # the ablation's own row limits apply
         full = load_task(task_name, task_cfg)
         task = subsampled(full, limits, seed)
+        parsed = {part: formula_arrays(task.frames[part]["reduced_formula"].tolist()) for part in PARTS}
         runs = []
         for groups in cfg["feature_sets"]:
-            variant, counts = with_feature_set(task, list(groups), tables)
-            scored, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, variant.feature_names), model_name,
+            variant, counts = with_feature_set(task, list(groups), tables, parsed)
+            scored, _, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, variant.feature_names), model_name,
                                          model_cfg, variant, seed)
             runs.append({"feature_set": "+".join(groups), "features": len(variant.feature_names),
                          "train_seconds": scored["train_seconds"], "data": scored["data"] | counts,

@@ -27,7 +27,7 @@ def split_mode_comparison(params: Mapping[str, Any], out_dir: Path, root: Path =
         task_cfg = params["tasks"][task_name]
         model_cfg = model_config(task_cfg, model_name, params["models"])
         task = load_task(task_name, task_cfg, root, split=out_dir, input_groups=model_spec(model_name).input_groups)
-        scored, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, task.feature_names), model_name,
+        scored, _, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, task.feature_names), model_name,
                                      model_cfg, task, seed)
         results["tasks"][task_name] = {"model": model_name, "data": task.info | scored["data"],
                                        "train_seconds": scored["train_seconds"], "test": scored["test"],

@@ -32,6 +32,13 @@ class _Constant:
         return np.ones((len(X), 1))
 
 
+def _fit_rows(model, X, rows, target, X_val, val_rows, val_target):
+    """Fit on the masked rows, early-stopping on the masked validation rows where there are any."""
+    if X_val is not None and val_rows is not None and val_rows.any():
+        return model.fit(X[rows], target[rows], X_val[val_rows], val_target[val_rows])
+    return model.fit(X[rows], target[rows])
+
+
 class TwoStageClassifier(ClassifierMixin, BaseEstimator):
     """P(sg) = Σ_b P(b) · P(sg | b): stage 1 predicts the lattice b, stage 2 has one space-group expert per lattice.
 
@@ -39,12 +46,15 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
     no out-of-fold stage-1 predictions. combine='hard' keeps only the most likely lattice (CRYSPNet's inference);
     'soft' sums over lattices, so top-k can go beyond stage 1's accuracy. Any registered classifier is the base learner
     (base_params, with base_overrides on top); seeds > 1 averages that many independently seeded copies of both stages.
+    n_jobs > 1 fits stage 1 and the experts in that many processes, each on one thread (a base that sets its own
+    thread count, as LightGBM's n_jobs, keeps it), so a classical base gives the same model for any n_jobs.
     """
 
     def __init__(self, base: str = "lightgbm", base_params: Mapping[str, Any] | None = None,
-                 base_overrides: Mapping[str, Any] | None = None, combine: str = "soft", seeds: int = 1, seed: int = 42):
+                 base_overrides: Mapping[str, Any] | None = None, combine: str = "soft", seeds: int = 1, seed: int = 42,
+                 n_jobs: int = 1):
         self.base, self.base_params, self.base_overrides = base, base_params, base_overrides
-        self.combine, self.seeds, self.seed = combine, seeds, seed
+        self.combine, self.seeds, self.seed, self.n_jobs = combine, seeds, seed, n_jobs
 
     def _learner(self, seed: int):
         from xtalml.models.registry import build_model
@@ -52,29 +62,30 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
         return build_model(self.base, {**(self.base_params or {}), **(self.base_overrides or {})}, seed)
 
     def _fit_one(self, X, y, X_val, y_val, seed: int):
+        from joblib import Parallel, delayed, parallel_config
+
         from xtalml.models.registry import model_spec
 
-        with_val = model_spec(self.base).uses_validation_rows and X_val is not None
-
-        def fit(model, rows, val_rows, target, val_target):
-            if with_val and val_rows is not None and val_rows.any():
-                return model.fit(X[rows], target[rows], X_val[val_rows], val_target[val_rows])
-            return model.fit(X[rows], target[rows])
-
+        if not (model_spec(self.base).uses_validation_rows and X_val is not None):
+            X_val = y_val = None
         lattices = np.array([lattice_of(v) for v in y])
         val_lattices = None if y_val is None else np.array([lattice_of(v) for v in y_val])
-        everything = np.ones(len(y), bool)
-        val_all = None if y_val is None else np.ones(len(y_val), bool)
-        stage1 = fit(self._learner(seed), everything, val_all, lattices, val_lattices)
-        experts = {}
-        for lattice in stage1.classes_:
+        # (lattice, or None for stage 1; its training rows; its validation rows; target; validation target)
+        jobs = [(None, np.ones(len(y), bool), None if y_val is None else np.ones(len(y_val), bool), lattices, val_lattices)]
+        constant = {}
+        for lattice in np.unique(lattices):
             rows = lattices == lattice
             if len(np.unique(y[rows])) == 1:
-                experts[lattice] = _Constant(y[rows][0])
-                continue
-            val_rows = None if y_val is None else val_lattices == lattice
-            experts[lattice] = fit(self._learner(seed), rows, val_rows, y, y_val)
-        return stage1, experts
+                constant[lattice] = _Constant(y[rows][0])
+            else:
+                jobs.append((lattice, rows, None if y_val is None else val_lattices == lattice, y, y_val))
+        jobs[1:] = sorted(jobs[1:], key=lambda job: -job[1].sum())  # largest first: the workers finish together
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            fitted = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_rows)(self._learner(seed), X, rows, target, X_val, val_rows, val_target)
+                for _, rows, val_rows, target, val_target in jobs)
+        experts = constant | {job[0]: model for job, model in zip(jobs[1:], fitted[1:])}
+        return fitted[0], {lattice: experts[lattice] for lattice in sorted(experts)}
 
     def fit(self, X, y, X_val=None, y_val=None):
         if self.combine not in ("soft", "hard"):
