@@ -3,12 +3,15 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of, top_k
 from xtalml.features.composition import element_tokens
-from xtalml.models.registry import REGISTRY, build_model, model_spec, models_for, packages, uses_torch, writes_loss_history
+from xtalml.models.registry import (REGISTRY, build_model, model_spec, models_for, packages, predicts_in_threads, uses_torch,
+                                    writes_loss_history)
 from xtalml.models.two_stage import lattice_of, lattice_proba
+from xtalml.training import labels_and_scores, prediction_threads
 
 FAST = {"max_epochs": 3, "patience": 2}
 # each registered model on a tiny problem: the fewest rounds, epochs or trees that still fit something
@@ -63,6 +66,15 @@ def test_classifiers_fit_predict_and_rank(name):
     assert scores.shape == (40, 5)
     if hasattr(model, "predict_proba") and name != "svm":
         assert np.allclose(model.predict_proba(X[200:]).sum(axis=1), 1)
+    if model_spec(name).labels_from_proba:  # evaluation then derives the labels from one predict_proba
+        np.testing.assert_array_equal(predicted, np.asarray(model.classes_)[model.predict_proba(X[200:]).argmax(axis=1)])
+        labels, proba = labels_and_scores(model, name, X[200:])
+        np.testing.assert_array_equal(labels, predicted)
+        np.testing.assert_array_equal(proba, scores)
+    if predicts_in_threads(name, TINY.get(name, {})):  # blocks of rows in threads: the same labels and scores
+        labels, threaded = labels_and_scores(model, name, X[200:], threads=2)
+        np.testing.assert_array_equal(labels, predicted)
+        np.testing.assert_array_equal(threaded, scores)
 
 
 @pytest.mark.parametrize("name", models_for("regression"))
@@ -139,6 +151,8 @@ def test_two_stage_fitted_in_two_processes_is_the_same_model():
     assert sum(hasattr(e, "named_steps") for e in two.members_[0][1].values()) == 2
     assert list(one.members_[0][1]) == list(two.members_[0][1])
     np.testing.assert_array_equal(one.predict_proba(X[200:]), two.predict_proba(X[200:]))
+    threaded = labels_and_scores(two, "two_stage", X[200:], threads=prediction_threads("two_stage", {**cfg, "predict_jobs": 2}))
+    np.testing.assert_array_equal(threaded[1], one.predict_proba(X[200:]))
 
 
 def test_cross_validation_and_the_final_fit_give_the_same_in_two_processes():
@@ -159,6 +173,12 @@ def test_cross_validation_and_the_final_fit_give_the_same_in_two_processes():
                              {"cv_folds": 3, "cv_jobs": n}, task, 0, cross_validation=True) for n in (1, 2)]
     assert runs[0][0]["cv"] == runs[1][0]["cv"] == one
     np.testing.assert_array_equal(runs[0][2].predict_proba(X), runs[1][2].predict_proba(X))
+    # without cross-validation, fit_jobs threads build the trees: the same forest, predicted on one thread
+    plain = [fit_and_evaluate(build_model("random_forest", {**TINY["random_forest"], "n_jobs": None}, seed=0),
+                              "random_forest", {"fit_jobs": n}, task, 0)[2] for n in (1, 2)]
+    assert plain[1].named_steps["model"].n_jobs is None
+    np.testing.assert_array_equal(plain[0].predict_proba(X), plain[1].predict_proba(X))
+    np.testing.assert_array_equal(plain[0].predict_proba(X), runs[0][2].predict_proba(X))
 
 
 def test_capabilities_are_declared_in_the_registry():
@@ -172,6 +192,10 @@ def test_capabilities_are_declared_in_the_registry():
     assert set(models_for("regression")) == {"lightgbm_regressor", "mlp_regressor", "wide_deep", "tabnet",
                                              "composition_attention"}
     assert model_spec("composition_attention").input_groups == ("element_tokens",)
+    # predict_jobs applies where the model, or the base learner its config names, predicts rows outside the GIL
+    assert prediction_threads("svm", {"predict_jobs": 2}) == 2 and prediction_threads("knn", {"predict_jobs": 2}) == 1
+    assert prediction_threads("two_stage", {"base": "random_forest", "predict_jobs": 2}) == 2
+    assert prediction_threads("two_stage", {"base": "lightgbm", "predict_jobs": 2}) == 1
     assert all(not spec.input_groups for name, spec in REGISTRY.items() if name != "composition_attention")
 
 
@@ -224,6 +248,10 @@ def test_mlp_classifier_recipe_stops_on_the_metric_it_is_told(metric):
     model = build_model("mlp_classifier", cfg, 0).fit(X[:300], y[:300], X[300:], y[300:])
     watched = [h.get("val_metric", h["val_loss"]) for h in model.history_]
     assert ("val_metric" in model.history_[0]) == (metric == "accuracy")
+    # the loss recorded beside the metric, from the same pass over the validation rows, is the loss of the kept model
+    best = model.history_[model.best_epoch_]["val_loss"]
+    loss = model._loss()(model._raw_output(X[300:]), torch.tensor(model.encoder_.transform(y[300:])))
+    assert best == pytest.approx(float(loss), rel=1e-5)
     assert model.best_epoch_ == int(np.argmin(watched))
     if metric == "accuracy":  # the kept weights are those of the best validation accuracy
         kept = (model.predict(X[300:]) == y[300:]).mean()

@@ -28,7 +28,8 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "parse.timeout_s=20",
         *[f"models.{m}.cv_folds=2" for m in CLASSICAL], "models.random_forest.n_estimators=5",
         # one process: starting workers costs more than these fits (test_models checks that processes change nothing)
-        "models.adaboost.cv_jobs=1", "models.random_forest.cv_jobs=1", "models.two_stage.n_jobs=1",
+        "models.adaboost.cv_jobs=1", "models.random_forest.cv_jobs=1", "models.logistic_regression.cv_jobs=1",
+        "models.decision_tree.cv_jobs=1", "models.two_stage.n_jobs=1",
         "models.adaboost.n_estimators=3", "models.logistic_regression.max_iter=50", "models.svm.max_train_rows=500",
         *[f"models.{m}.max_epochs=2" for m in EPOCHS], "models.tabnet.batch_size=128", "models.tabnet.virtual_batch_size=64",
         "models.lightgbm.n_estimators=5", "models.lightgbm_regressor.n_estimators=10",

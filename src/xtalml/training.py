@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import joblib
 import mlflow
@@ -16,7 +16,7 @@ import pandas as pd
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.cross_validation import cross_validate_and_fit, subsample_rows
 from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
-from xtalml.models.registry import build_model, model_spec, packages
+from xtalml.models.registry import build_model, model_spec, packages, predicts_in_threads
 from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
                              numeric_metrics, pinned, training_run)
@@ -63,7 +63,8 @@ def validation_score(task: TaskData, predicted: np.ndarray) -> dict[str, Any]:
 def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task: TaskData, seed: int,
                      cross_validation: bool = False) -> tuple[dict[str, Any], np.ndarray, Any]:
     """Fit on the train rows (validation rows for early stopping where the model takes them); test metrics. With
-    cross_validation, the folds of model_cfg (cv_folds, cv_max_rows, cv_jobs) run beside the final fit.
+    cross_validation, the folds of model_cfg (cv_folds, cv_max_rows, cv_jobs) run beside the final fit; without,
+    the fit may use fit_jobs threads.
 
     Returns ({data, [cv,] train_seconds, test}, test predictions, the fitted model).
     """
@@ -84,12 +85,16 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
             int(model_cfg.get("cv_jobs") or 1))
         result["train_seconds"] = round(seconds, 3)
     else:
-        model.fit(task.X["train"][rows], task.y["train"][rows])
+        from joblib import parallel_config
+
+        # fit_jobs: joblib workers for an estimator whose n_jobs is left null (a forest's trees); its predictions,
+        # outside this block, stay on one thread
+        with parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
+            model.fit(task.X["train"][rows], task.y["train"][rows])
     result.setdefault("train_seconds", round(time.perf_counter() - started, 3))
-    predicted = model.predict(task.X["test"])
     subsets = test_subsets(task)
     if task.kind == "classification":
-        scores = scores_of(model, task.X["test"])
+        predicted, scores = labels_and_scores(model, model_name, task.X["test"], prediction_threads(model_name, model_cfg))
         classes = getattr(model, "classes_", None)
         result["test"] = classification_metrics(task.y["test"], predicted, scores, classes)
         result["test"]["polymorph_accuracy"] = polymorph_accuracy(task.y["test"], predicted,
@@ -101,12 +106,41 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
             result["test"] |= _lattice_accuracies(model, scores, classes, task.frames["test"]["label_unmerged"].to_numpy(),
                                                   task.X["test"])
     else:
+        predicted = model.predict(task.X["test"])
         result["test"] = regression_metrics(task.y["test"], predicted)
         result["test_by_source"] = {name: regression_metrics(task.y["test"][rows], predicted[rows])
                                     for name, rows in subsets.items()}
     if not result["test_by_source"]:
         del result["test_by_source"]
     return result, predicted, model
+
+
+def prediction_threads(model_name: str, model_cfg: Mapping[str, Any]) -> int:
+    """Threads that predict blocks of rows side by side: models.<model>.predict_jobs where the registry says the model
+    (or its base learner) predicts row by row outside the GIL, else one (e.g. two_stage on a LightGBM base)."""
+    return int(model_cfg.get("predict_jobs") or 1) if predicts_in_threads(model_name, model_cfg) else 1
+
+
+def predict_rows(method: Callable[[np.ndarray], Any], X: np.ndarray, threads: int = 1) -> np.ndarray:
+    """method(X), computed on `threads` blocks of rows side by side: the same values for a row-by-row predictor."""
+    if threads <= 1 or len(X) < 2 * threads:
+        return np.asarray(method(X))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return np.concatenate([np.asarray(part) for part in pool.map(method, np.array_split(X, threads))])
+
+
+def labels_and_scores(model, model_name: str, X: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """A classifier's predicted labels and class scores (None where it has none): one predict_proba where its registry
+    entry says its labels are the most probable classes; blocks of rows in `threads` threads."""
+    def call(method):
+        return predict_rows(method, X, threads)
+
+    if model_spec(model_name).labels_from_proba:
+        scores = call(model.predict_proba)
+        return np.asarray(model.classes_)[scores.argmax(axis=1)], scores
+    return call(model.predict), scores_of(model, X, call)
 
 
 def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X: np.ndarray) -> dict[str, float]:
@@ -138,7 +172,8 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
         scored, predicted, model = fit_and_evaluate(model, model_name, model_cfg, task, seed, cross_validation)
         result["data"] |= scored.pop("data")
         if len(task.y["val"]):  # the register stage picks each task's champion on this score
-            result["validation"] = validation_score(task, model.predict(task.X["val"]))
+            result["validation"] = validation_score(task, predict_rows(model.predict, task.X["val"],
+                                                                       prediction_threads(model_name, model_cfg)))
         result |= scored
         frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
         result["baselines"] = baselines_for(task, seed)

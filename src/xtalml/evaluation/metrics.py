@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
 
-def scores_of(model, X) -> np.ndarray | None:
-    """Class scores for ranking: probabilities where the model has them, else decision values."""
+def scores_of(model, X, call: Callable | None = None) -> np.ndarray | None:
+    """Class scores for ranking: probabilities where the model has them, else decision values. call(method) runs a
+    prediction method on X (by default method(X))."""
+    call = call or (lambda method: method(X))
     if hasattr(model, "predict_proba"):
         try:
-            return np.asarray(model.predict_proba(X))
+            return np.asarray(call(model.predict_proba))
         except AttributeError:  # e.g. SVC without probability=True
             pass
     if hasattr(model, "decision_function"):
-        scores = np.asarray(model.decision_function(X))
+        scores = np.asarray(call(model.decision_function))
         return scores if scores.ndim == 2 else None
     return None
 

@@ -90,9 +90,12 @@ class CompositionAttentionRegressor(RegressorMixin, TorchEstimator):
         batches = list(order.split(self.batch_size))
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
-    def _val_metric(self, module, x, t):
+    def _watches_val_metric(self) -> bool:
+        return True
+
+    def _val_metric(self, outputs, x, t):
         estimate = x[:, -1].double().numpy()
-        return float(np.abs(estimate * (np.exp(self._outputs(module, x).double().numpy()) - np.exp(t.double().numpy()))).mean())
+        return float(np.abs(estimate * (np.exp(outputs.double().numpy()) - np.exp(t.double().numpy()))).mean())
 
     def _inputs(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(compact inputs: atomic numbers, fractions, estimate; rows whose tokens and estimate are all present)."""

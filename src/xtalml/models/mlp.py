@@ -49,10 +49,11 @@ class MLPClassifier(ClassifierMixin, TorchEstimator):
         weight = None if self.class_weights_ is None else torch.tensor(self.class_weights_, dtype=torch.float32).to(self.device_)
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
 
-    def _val_metric(self, module, x, t):
-        if self.early_stopping_metric == "loss":
-            return None
-        return 1.0 - float((self._outputs(module, x).argmax(dim=1) == t).double().mean())
+    def _watches_val_metric(self) -> bool:
+        return self.early_stopping_metric == "accuracy"
+
+    def _val_metric(self, outputs, x, t):
+        return 1.0 - float((outputs.argmax(dim=1) == t).double().mean())
 
     def fit(self, X, y, X_val=None, y_val=None):
         if self.early_stopping_metric not in ("loss", "accuracy"):
@@ -92,11 +93,12 @@ class MLPRegressor(RegressorMixin, TorchEstimator):
     def _build(self, n_features: int) -> nn.Module:
         return mlp(n_features, self.hidden, 1, self.dropout, self.batch_norm)
 
-    def _val_metric(self, module, x, t):
-        """'mae': mean absolute error in target units (Å³ or Å³/atom); 'loss': None (the loss on the scaled target)."""
-        if self.early_stopping_metric == "loss":
-            return None
-        return float(np.abs(self._decode(self._outputs(module, x).numpy()) - self._decode(t.numpy())).mean())
+    def _watches_val_metric(self) -> bool:
+        return self.early_stopping_metric == "mae"  # else the loss on the scaled target
+
+    def _val_metric(self, outputs, x, t):
+        """Mean absolute error in target units (Å³ or Å³/atom)."""
+        return float(np.abs(self._decode(outputs.numpy()) - self._decode(t.numpy())).mean())
 
     def _loss(self):
         return nn.MSELoss()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 # keys of a model section that configure the run, not the estimator
-RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "cv_jobs", "max_train_rows", "max_val_rows")
+RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "cv_jobs", "fit_jobs", "predict_jobs", "max_train_rows", "max_val_rows")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class ModelSpec:
     task_kinds: tuple[str, ...]  # classification and/or regression
     uses_validation_rows: bool = False  # fit(X, y, X_val, y_val) early-stops on them, so they cannot calibrate it
     cross_validates: bool = False  # grouped k-fold over the training rows before the final fit (cv_folds)
+    threaded_predict: bool = False  # predicts row by row outside the GIL, so blocks of rows can go to threads (predict_jobs)
+    labels_from_proba: bool = False  # predict(X) is classes_[argmax(predict_proba(X))]: evaluation asks for the probabilities once
     torch: bool = False  # imports torch (the stage then fixes torch's thread count)
     packages: tuple[str, ...] = ()  # pinned distributions its logged MLflow model needs beyond scikit-learn
     loss_history: bool = False  # writes a loss per epoch (plots/<task>/<model>/loss.csv)
@@ -140,21 +142,22 @@ _SKLEARN = dict(task_kinds=CLASSIFY, cross_validates=True)
 _TORCH = dict(uses_validation_rows=True, torch=True, packages=("torch",), loss_history=True)
 REGISTRY: dict[str, ModelSpec] = {
     "logistic_regression": ModelSpec(_sklearn(_logistic_regression), **_SKLEARN),
-    "random_forest": ModelSpec(_sklearn(_random_forest), **_SKLEARN),
+    "random_forest": ModelSpec(_sklearn(_random_forest), **_SKLEARN, labels_from_proba=True, threaded_predict=True),
     "decision_tree": ModelSpec(_sklearn(_decision_tree), **_SKLEARN),
     "adaboost": ModelSpec(_sklearn(_adaboost), **_SKLEARN),
-    "svm": ModelSpec(_sklearn(_svm), **_SKLEARN),
+    "svm": ModelSpec(_sklearn(_svm), **_SKLEARN, threaded_predict=True),
     "knn": ModelSpec(_sklearn(_knn), **_SKLEARN),
     "lightgbm": ModelSpec(_lightgbm_classifier, CLASSIFY, uses_validation_rows=True, packages=("lightgbm",),
-                          loss_history=True, feature_importance=True),
+                          loss_history=True, feature_importance=True, labels_from_proba=True),
     "lightgbm_regressor": ModelSpec(_lightgbm_regressor, REGRESS, uses_validation_rows=True, packages=("lightgbm",),
                                     loss_history=True, feature_importance=True),
-    "mlp_classifier": ModelSpec(_mlp_classifier, CLASSIFY, **_TORCH),
+    "mlp_classifier": ModelSpec(_mlp_classifier, CLASSIFY, **_TORCH, labels_from_proba=True),
     "mlp_regressor": ModelSpec(_mlp_regressor, REGRESS, **_TORCH),
     "wide_deep": ModelSpec(_wide_deep, REGRESS, **_TORCH),
     "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
     "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",)),
-    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base"),  # loss: its base's
+    # combines its stages row by row: it predicts in threads where its base learner does
+    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base", labels_from_proba=True),  # loss: its base's
 }
 
 
@@ -180,6 +183,14 @@ def uses_torch(name: str, cfg: Mapping[str, Any]) -> bool:
     spec = model_spec(name)
     base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
     return spec.torch or (base is not None and uses_torch(base, {}))
+
+
+def predicts_in_threads(name: str, cfg: Mapping[str, Any]) -> bool:
+    """Whether blocks of rows may be predicted in threads: the model's entry says so, or that of the base learner its
+    config names."""
+    spec = model_spec(name)
+    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    return predicts_in_threads(base, {}) if base else spec.threaded_predict
 
 
 def writes_loss_history(name: str, cfg: Mapping[str, Any]) -> bool:

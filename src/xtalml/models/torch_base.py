@@ -71,9 +71,13 @@ class TorchEstimator(BaseEstimator):
             raise ValueError(f"lr_schedule={schedule!r}: choose none, cosine, plateau or onecycle")
         return None
 
-    def _val_metric(self, module: nn.Module, x: torch.Tensor, t: torch.Tensor) -> float | None:
-        """The validation metric early stopping watches (lower is better); None watches the validation loss."""
-        return None
+    def _watches_val_metric(self) -> bool:
+        """Whether early stopping watches _val_metric rather than the validation loss."""
+        return False
+
+    def _val_metric(self, outputs: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> float:
+        """The validation metric early stopping watches (lower is better), from the module's outputs on rows x."""
+        raise NotImplementedError
 
     def _forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
@@ -123,8 +127,12 @@ class TorchEstimator(BaseEstimator):
                     scheduler.step()
                 total += loss.item() * len(idx)
                 seen += len(idx)
-            val_loss = self._evaluate(module, xv, tv, loss_fn)
-            metric = self._val_metric(module, xv, tv)
+            if self._watches_val_metric():  # one pass over the validation rows gives the metric and the loss
+                outputs = self._outputs(module, xv)
+                metric = self._val_metric(outputs, xv, tv)
+                val_loss = self._loss_of(outputs, tv, loss_fn)
+            else:
+                val_loss, metric = self._evaluate(module, xv, tv, loss_fn), None
             score = val_loss if metric is None else metric
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(score)
@@ -155,6 +163,14 @@ class TorchEstimator(BaseEstimator):
             xb, tb = x[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_)
             total += float(loss_fn(self._forward(module, xb), tb)) * len(xb)
         return total / max(len(x), 1)
+
+    @torch.no_grad()
+    def _loss_of(self, outputs: torch.Tensor, t: torch.Tensor, loss_fn) -> float:
+        total = 0.0
+        for start in range(0, len(t), 4096):
+            total += float(loss_fn(outputs[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_))) \
+                * len(t[start:start + 4096])
+        return total / max(len(t), 1)
 
     @torch.no_grad()
     def _outputs(self, module, x: torch.Tensor) -> torch.Tensor:
