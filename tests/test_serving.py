@@ -5,12 +5,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 from sklearn.linear_model import Ridge
 
 from conftest import CHOICE
+from xtalml.models.registry import pip_requirements
 from xtalml.predict import load_predictor
-from xtalml.serving import (ANSWER_COLUMNS, CHAMPION_ALIAS, PREDICTOR_NAME, answer_rows, pick_champion,
-                            register_champion, register_predictor)
+from xtalml.serving import (ANSWER_COLUMNS, CHAMPION_ALIAS, PREDICTOR_NAME, answer_rows, model_requirements,
+                            pick_champion, register_champion, register_predictor)
 
 
 def test_champion_is_the_best_validation_score_for_the_task_kind():
@@ -32,17 +34,21 @@ def _ridge(path, alpha):
 
 def test_the_alias_moves_to_a_new_champion_and_old_versions_stay(store, tmp_path):
     example = _ridge(tmp_path / "first.pkl", 1.0)
-    first = register_champion("toy", "ridge", tmp_path / "first.pkl", example, 0.5, "mae", store)
-    again = register_champion("toy", "ridge", tmp_path / "first.pkl", example, 0.5, "mae", store)
+    # registered under a registry name (knn), which gives the requirements; the estimator itself is a toy Ridge
+    first = register_champion("toy", "knn", tmp_path / "first.pkl", example, 0.5, "mae", store)
+    again = register_champion("toy", "knn", tmp_path / "first.pkl", example, 0.5, "mae", store)
     assert first["new_version"] and not again["new_version"] and again["version"] == first["version"]
     _ridge(tmp_path / "second.pkl", 10.0)
-    second = register_champion("toy", "ridge", tmp_path / "second.pkl", example, 0.4, "mae", store)
+    second = register_champion("toy", "knn", tmp_path / "second.pkl", example, 0.4, "mae", store)
     client = mlflow.MlflowClient(store)
     assert second["version"] == first["version"] + 1
     assert int(client.get_model_version_by_alias("xtalml-toy", CHAMPION_ALIAS).version) == second["version"]
     assert len(client.search_model_versions("name='xtalml-toy'")) == 2
     loaded = mlflow.pyfunc.load_model("models:/xtalml-toy@champion")
     assert loaded.metadata.signature is not None and len(loaded.predict(example)) == 5
+    # no training run logged these models: register logged them with the requirements the registry gives the model
+    assert set(model_requirements("models:/xtalml-toy@champion")) == set(pip_requirements("knn", {}))
+    assert f"scikit-learn=={sklearn.__version__}" in pip_requirements("knn", {})
 
 
 def test_answer_rows_keep_input_order_and_give_each_bad_row_its_reason(models_dir, cod_cif_dir):

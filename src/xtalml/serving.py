@@ -13,7 +13,7 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 
-from xtalml.models.registry import model_spec
+from xtalml.models.registry import model_spec, pip_requirements
 from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
 from xtalml.tasks import load_task
 from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, pinned, tracking_uri
@@ -87,8 +87,9 @@ def register_champion(task: str, model: str, model_path: Path,
                       example: pd.DataFrame | Callable[[Sequence[str]], pd.DataFrame], score: float, metric: str,
                       uri: str | None = None) -> dict[str, Any]:
     """Register the model its training run logged (or, for a run without one, log it now, with `example` or the rows
-    example(feature names) gives as its input example) as xtalml-<task> and point the alias 'champion' at it. A model
-    file already registered as the champion is not registered again; the earlier versions stay."""
+    example(feature names) gives as its input example, and the pip requirements its registry entry gives) as
+    xtalml-<task> and point the alias 'champion' at it. A model file already registered as the champion is not
+    registered again; the earlier versions stay."""
     client = _client(uri)
     name, digest = registered_name(task), file_digest(model_path)
     current = _current(client, name)
@@ -102,7 +103,9 @@ def register_champion(task: str, model: str, model_path: Path,
                               experiment_id=None if run else experiment_id(client, task)):
             bundle = joblib.load(model_path)
             rows = example(bundle["feature_names"]) if callable(example) else example
-            model_uri = log_model(bundle["model"], rows, [])
+            # a registered model name gives its packages (a base learner's too, named in the estimator's params)
+            needs = pip_requirements(model, bundle["model"].get_params(deep=False))
+            model_uri = log_model(bundle["model"], rows, needs)
     version = str(mlflow.register_model(model_uri, name).version)
     for key, value in {"model": model, "model_digest": digest, f"validation_{metric}": f"{score:.6f}"}.items():
         client.set_model_version_tag(name, version, key, value)

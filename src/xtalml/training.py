@@ -16,10 +16,10 @@ import pandas as pd
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.cross_validation import cross_validate_and_fit, subsample_rows
 from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
-from xtalml.models.registry import build_model, model_spec, packages, predicts_in_threads
+from xtalml.models.registry import build_model, model_spec, pip_requirements, predicts_in_threads
 from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
-                             numeric_metrics, pinned, training_run)
+                             numeric_metrics, training_run)
 
 
 def baselines_for(task: TaskData, seed: int, rows: np.ndarray | None = None) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
         _write_outputs(model, task, result, frame, out)
         _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out)
         example = pd.DataFrame(task.X["val" if len(task.y["val"]) else "train"][:3], columns=task.feature_names)
-        mlflow.set_tag("model_uri", log_model(model, example, _requirements(model_name, model_cfg)))
+        mlflow.set_tag("model_uri", log_model(model, example, pip_requirements(model_name, model_cfg)))
     return result
 
 
@@ -193,11 +193,6 @@ def _log_datasets(task: TaskData) -> None:
         frame = task.frames[part][["id", *task.feature_names, task.target]]
         log_dataset(frame, features, context, f"{task.name}:{part} ({task.info['table']}, split {digest})",
                     targets=task.target)
-
-
-def _requirements(model_name: str, model_cfg: Mapping[str, Any]) -> list[str]:
-    """Pinned packages a logged model needs to load."""
-    return pinned(["scikit-learn", "numpy", "pandas", "xtalml", *packages(model_name, model_cfg)])
 
 
 def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out: Mapping[str, Path]) -> None:

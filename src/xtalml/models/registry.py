@@ -207,6 +207,13 @@ def packages(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
     return spec.packages + (packages(base, {}) if base else ())
 
 
+def pip_requirements(name: str, cfg: Mapping[str, Any]) -> list[str]:
+    """Pinned distributions the fitted model needs to load: what every model needs, its own and its base learner's."""
+    from xtalml.tracking import pinned
+
+    return pinned(["scikit-learn", "numpy", "pandas", "xtalml", *packages(name, cfg)])
+
+
 def fix_thread_counts(model_names: Sequence[str], models: Mapping[str, Any], torch_threads: int) -> None:
     """BLAS/OpenMP on one thread, torch (where a named model uses it) on `torch_threads`: fixed counts keep float
     sums, and so ties, the same on every machine; logistic regression ran 1.4-1.7x slower with two BLAS threads."""
