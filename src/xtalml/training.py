@@ -85,11 +85,9 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
             int(model_cfg.get("cv_jobs") or 1))
         result["train_seconds"] = round(seconds, 3)
     else:
-        from joblib import parallel_config
-
         # fit_jobs: joblib workers for an estimator whose n_jobs is left null (a forest's trees); its predictions,
         # outside this block, stay on one thread
-        with parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
+        with joblib.parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
             model.fit(task.X["train"][rows], task.y["train"][rows])
     result.setdefault("train_seconds", round(time.perf_counter() - started, 3))
     subsets = test_subsets(task)

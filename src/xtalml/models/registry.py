@@ -156,8 +156,8 @@ REGISTRY: dict[str, ModelSpec] = {
     "wide_deep": ModelSpec(_wide_deep, REGRESS, **_TORCH),
     "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
     "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",)),
-    # combines its stages row by row: it predicts in threads where its base learner does
-    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base", labels_from_proba=True),  # loss: its base's
+    # its loss curve, packages and threaded predictions are its base learner's; it combines its stages row by row
+    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base", labels_from_proba=True),
 }
 
 
@@ -178,32 +178,34 @@ def estimator_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k not in RUN_KEYS}
 
 
+def base_learner(name: str, cfg: Mapping[str, Any]) -> str | None:
+    """The registered model a model's config names as its base learner (two_stage's `base`), if it has one."""
+    key = model_spec(name).base_learner_key
+    return cfg.get(key) if key else None
+
+
 def uses_torch(name: str, cfg: Mapping[str, Any]) -> bool:
     """Whether the model, or the base learner its config names, runs on torch."""
-    spec = model_spec(name)
-    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    spec, base = model_spec(name), base_learner(name, cfg)
     return spec.torch or (base is not None and uses_torch(base, {}))
 
 
 def predicts_in_threads(name: str, cfg: Mapping[str, Any]) -> bool:
     """Whether blocks of rows may be predicted in threads: the model's entry says so, or that of the base learner its
     config names."""
-    spec = model_spec(name)
-    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    spec, base = model_spec(name), base_learner(name, cfg)
     return predicts_in_threads(base, {}) if base else spec.threaded_predict
 
 
 def writes_loss_history(name: str, cfg: Mapping[str, Any]) -> bool:
     """Whether the model's train stage writes loss.csv: a model built from a base learner has its base's curve, if any."""
-    spec = model_spec(name)
-    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    spec, base = model_spec(name), base_learner(name, cfg)
     return writes_loss_history(base, {}) if base else spec.loss_history
 
 
 def packages(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
     """Distributions the fitted model needs to load, its base learner's included."""
-    spec = model_spec(name)
-    base = cfg.get(spec.base_learner_key) if spec.base_learner_key else None
+    spec, base = model_spec(name), base_learner(name, cfg)
     return spec.packages + (packages(base, {}) if base else ())
 
 

@@ -157,25 +157,21 @@ class TorchEstimator(BaseEstimator):
 
     @torch.no_grad()
     def _evaluate(self, module, x, t, loss_fn) -> float:
-        module.eval()
-        total = 0.0
-        for start in range(0, len(x), 4096):
-            xb, tb = x[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_)
-            total += float(loss_fn(self._forward(module, xb), tb)) * len(xb)
-        return total / max(len(x), 1)
+        return self._loss_of(self._outputs(module, x, 4096), t, loss_fn)
 
     @torch.no_grad()
     def _loss_of(self, outputs: torch.Tensor, t: torch.Tensor, loss_fn) -> float:
+        """Mean loss over the rows, summed over blocks of 4,096 rows."""
         total = 0.0
         for start in range(0, len(t), 4096):
-            total += float(loss_fn(outputs[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_))) \
-                * len(t[start:start + 4096])
+            ob, tb = outputs[start:start + 4096].to(self.device_), t[start:start + 4096].to(self.device_)
+            total += float(loss_fn(ob, tb)) * len(tb)
         return total / max(len(t), 1)
 
     @torch.no_grad()
-    def _outputs(self, module, x: torch.Tensor) -> torch.Tensor:
+    def _outputs(self, module, x: torch.Tensor, block: int = 8192) -> torch.Tensor:
         module.eval()
-        return torch.cat([self._forward(module, x[s:s + 8192].to(self.device_)).cpu() for s in range(0, len(x), 8192)])
+        return torch.cat([self._forward(module, x[s:s + block].to(self.device_)).cpu() for s in range(0, len(x), block)])
 
     @torch.no_grad()
     def _raw_output(self, X) -> torch.Tensor:
