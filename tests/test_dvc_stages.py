@@ -10,7 +10,7 @@ import yaml
 from tiny_pipeline import CLASSICAL, TINY, tiny_repo
 from tiny_pipeline import run as _run
 
-from xtalml.features.composition import element_token_names
+from xtalml.features.composition import element_token_names, feature_names
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,7 @@ def test_dvc_repro_split_end_to_end(repo):
     assert len(schema["features"]["composition"]) == 149 and len(schema["features"]["geometry"]) == 16
     index_schema = json.loads((root / "data/features/cod_index/feature_schema.json").read_text())
     assert index_schema["features"] == {"geometry": [], "composition": schema["features"]["composition"],  # no cells
+                                        "formula_amounts": feature_names(["formula_amounts"]),
                                         "element_tokens": element_token_names()}
     assert features[element_token_names()].notna().all(axis=None)  # AMCSD formulas have at most 9 elements
     assert json.loads((root / "metrics/split.json").read_text())["groups_in_two_parts_without_published_split"] == 0

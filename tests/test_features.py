@@ -23,12 +23,29 @@ def test_composition_features_equal_matminer_on_real_formulas(real_formulas):
     rng = np.random.default_rng(7)
     good = [f for f in dict.fromkeys(real_formulas) if _parses(f)]
     sample = list(rng.choice(good, 550, replace=False)) + ["Si", "Fe3O4", "NaCl", "XeF2", "HeNe"]
-    ours, errors = composition_features(sample)
+    matminer_groups = ["magpie", "stoichiometry", "valence_orbital", "ion_property"]
+    ours, errors = composition_features(sample, matminer_groups)
     assert errors == {}
-    assert list(ours.columns) == feature_names() and ours.shape[1] == 132 + 6 + 8 + 3
+    assert list(ours.columns) == feature_names(matminer_groups) and ours.shape[1] == 132 + 6 + 8 + 3
     reference = _matminer(sample)
     assert np.isnan(ours.to_numpy()).sum() == np.isnan(reference).sum() == 0
     np.testing.assert_allclose(ours.to_numpy(), reference, rtol=0, atol=1e-9)
+
+
+def test_formula_amounts_are_those_of_pymatgens_reduced_formula(real_formulas):
+    rng = np.random.default_rng(11)
+    good = [f for f in dict.fromkeys(real_formulas) if _parses(f)]
+    sample = list(rng.choice(good, 300, replace=False)) + ["Fe2O3", "Ca2Ti2O6", "Fe0.94O", "NaCl", "Si"]
+    ours, errors = composition_features(sample, ["formula_amounts"])
+    assert errors == {} and ours.shape[1] == 1 + 2 * 6
+    for formula, row in zip(sample, ours.to_numpy()):
+        amounts = sorted(Composition(formula).reduced_composition.values(), reverse=True)
+        expected = (amounts + [0.0] * 6)[:6]
+        np.testing.assert_allclose(row, [sum(amounts), *expected, *np.array(expected) / sum(amounts)], atol=1e-9,
+                                   err_msg=formula)
+    named = dict(zip(sample, ours.to_numpy()))
+    np.testing.assert_array_equal(named["Ca2Ti2O6"][:4], [5, 3, 1, 1])  # CaTiO3: same fractions, a formula unit of 5
+    np.testing.assert_allclose(named["Fe0.94O"][:3], [1.94, 1, 0.94])  # non-integer amounts stay as written
 
 
 def _parses(formula):

@@ -15,7 +15,7 @@ from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
 from xtalml.cif.symmetry import space_group_info
 from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
-from xtalml.features.composition import GROUPS, composition_features, element_tokens, formula_arrays
+from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, formula_arrays
 from xtalml.config import load_params
 from xtalml.features.geometry import analytic_volume
 
@@ -95,7 +95,7 @@ def feature_groups(predictor: Predictor, params_path: Path = Path("params.yaml")
         pass
     names = {n for bundle in predictor.bundles.values() for n in bundle["feature_names"]}
     needed = [t for t in tables if any(n.startswith(f"{t}_") for n in names)]
-    return [*GROUPS, *needed], {t: tables[t] for t in needed}
+    return [*GROUPS, AMOUNTS_GROUP, *needed], {t: tables[t] for t in needed}
 
 
 def calibration_scores(predictor: Predictor) -> list[float]:

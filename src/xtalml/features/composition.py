@@ -1,4 +1,5 @@
-"""Magpie ElementProperty, Stoichiometry, ValenceOrbital and IonProperty, vectorised over many formulas.
+"""Magpie ElementProperty, Stoichiometry, ValenceOrbital and IonProperty, vectorised over many formulas, and the
+amounts of the reduced formula.
 
 Values equal matminer's featurizers (ElementProperty.from_preset("magpie"), Stoichiometry(),
 ValenceOrbital(), IonProperty(fast=True)); the elemental tables are read from matminer's own data sources.
@@ -26,6 +27,10 @@ MAGPIE_STATS = ("minimum", "maximum", "range", "mean", "avg_dev", "mode")
 STOICHIOMETRY_P = (0, 2, 3, 5, 7, 10)
 ORBITALS = ("s", "p", "d", "f")
 GROUPS = ("magpie", "stoichiometry", "valence_orbital", "ion_property")
+# Its own feature group in the feature table (the symmetry tasks read it, the volume tasks do not); the ablation
+# and predict compute it with the groups above.
+AMOUNTS_GROUP = "formula_amounts"
+FORMULA_AMOUNTS = 6  # largest amounts of the reduced formula kept as features (97% of COD formulas have at most 6 elements)
 _CHARGE_CHUNK = 1 << 16
 # Cap of the charge-balance search per half of a formula's elements: bounds featurize time per formula
 # (about 0.1 s at the cap); formulas past it are rejected with the reason, never left to run for minutes.
@@ -49,10 +54,14 @@ def feature_names(groups: Sequence[str] = GROUPS, element_tables: Mapping[str, A
             names += [f"valence_avg_{o}" for o in ORBITALS] + [f"valence_frac_{o}" for o in ORBITALS]
         elif group == "ion_property":
             names += ["ion_compound_possible", "ion_max_ionic_char", "ion_avg_ionic_char"]
+        elif group == AMOUNTS_GROUP:
+            names += (["reduced_atoms"] + [f"reduced_amount_{i}" for i in range(FORMULA_AMOUNTS)]
+                      + [f"sorted_fraction_{i}" for i in range(FORMULA_AMOUNTS)])
         elif group in tables:
             names += load_element_table(group, tables[group]).feature_names()
         else:
-            raise ValueError(f"unknown composition feature group {group!r}; choose from {', '.join((*GROUPS, *tables))}")
+            raise ValueError(f"unknown composition feature group {group!r}; "
+                             f"choose from {', '.join((*GROUPS, AMOUNTS_GROUP, *tables))}")
     return names
 
 
@@ -153,6 +162,23 @@ def _stoichiometry(amount: np.ndarray) -> np.ndarray:
     for p in STOICHIOMETRY_P[1:]:
         cols.append(np.where(present, frac, 0.0).__pow__(p).sum(axis=1) ** (1.0 / p))
     return np.stack(cols, axis=1)
+
+
+def _formula_amounts(amount: np.ndarray) -> np.ndarray:
+    """Atoms in the reduced formula, its largest amounts and their fractions, largest first (zero-padded).
+
+    The reduced formula is pymatgen's: integer amounts divided by their gcd, non-integer ones as written. Magpie's
+    fraction statistics cannot tell AB from A2B2 nor see how many atoms a formula unit holds; space groups can.
+    """
+    integer = np.all(np.abs(amount - np.round(amount)) < 1e-8, axis=1)
+    whole = np.round(amount).astype(np.int64)
+    divisor = np.where(integer, np.gcd.reduce(whole, axis=1), 1).astype(float)
+    reduced = amount / np.where(divisor > 0, divisor, 1.0)[:, None]
+    largest = -np.sort(-reduced, axis=1)[:, :FORMULA_AMOUNTS]
+    padded = np.zeros((len(amount), FORMULA_AMOUNTS))
+    padded[:, :largest.shape[1]] = largest
+    total = reduced.sum(axis=1, keepdims=True)
+    return np.column_stack([total[:, 0], padded, padded / total])
 
 
 def _valence(z: np.ndarray, amount: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -271,7 +297,7 @@ def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS
     """Feature table (one row per formula, NaN rows for bad ones) and {row position: reason} of bad formulas.
     `parsed`: formula_arrays(formulas), when the caller has it."""
     names = feature_names(groups, element_tables)  # validates the group names
-    tables = {g: load_element_table(g, element_tables[g]) for g in groups if g not in GROUPS}
+    tables = {g: load_element_table(g, element_tables[g]) for g in groups if g not in (*GROUPS, AMOUNTS_GROUP)}
     table, electroneg, oxidation = elemental_tables()
     z, amount, errors = parsed or formula_arrays(formulas)
     errors = dict(errors)  # extended below; the caller's stays as parsed
@@ -293,6 +319,8 @@ def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS
                 block = _stoichiometry(ab)
             elif group == "valence_orbital":
                 block = _valence(zb, ab, table)
+            elif group == AMOUNTS_GROUP:
+                block = _formula_amounts(ab)
             else:
                 possible, too_large = _compound_possible(zb, ab, oxidation)
                 block = np.column_stack([possible, _ionic(zb, ab, electroneg)])

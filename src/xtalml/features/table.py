@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xtalml.features.composition import GROUPS, composition_features, element_tokens, formula_arrays
+from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, feature_names, formula_arrays
 from xtalml.features.embeddings import MISSING_CELLS_RULE, MISSING_ELEMENT_RULE
 from xtalml.features.geometry import GEOMETRY_FEATURES, geometry_features
 
@@ -37,11 +37,14 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
     rejected = structures["formula_error"].notna()
     rejects = pd.DataFrame({"id": structures.loc[rejected, "id"], "source": structures.loc[rejected, "source"],
                             "stage": "featurize", "reason": structures.loc[rejected, "formula_error"].astype(str)})
+    if AMOUNTS_GROUP in composition_groups:
+        raise ValueError(f"featurize.composition lists {AMOUNTS_GROUP!r}, which featurize always writes as its own "
+                         f"feature group; a task reads it by naming it in tasks.<task>.features")
     rows = structures.loc[~rejected].reset_index(drop=True)
     formulas = rows["formula"].astype(str)
     unique = formulas.drop_duplicates()
-    parsed = formula_arrays(unique.tolist())  # once per formula, for both blocks below
-    comp, errors = composition_features(unique.tolist(), composition_groups, element_tables, parsed)
+    parsed = formula_arrays(unique.tolist())  # once per formula, for all blocks below
+    comp, errors = composition_features(unique.tolist(), [*composition_groups, AMOUNTS_GROUP], element_tables, parsed)
     comp.index = unique.to_numpy()
     if errors:  # the parse stage already flags bad formulas; this catches any it let through
         bad = {unique.iloc[i]: reason for i, reason in errors.items()}
@@ -51,6 +54,7 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
         rows = rows[~formulas.isin(bad)].reset_index(drop=True)
         formulas = rows["formula"].astype(str)
     comp_rows = comp.loc[formulas.to_numpy()].reset_index(drop=True)
+    amount_columns = feature_names([AMOUNTS_GROUP])
     tokens = element_tokens(unique.tolist(), parsed=parsed)  # for models that read a formula element by element, not for the others
     tokens.index = unique.to_numpy()
     token_rows = tokens.loc[formulas.to_numpy()].reset_index(drop=True)
@@ -79,9 +83,10 @@ def build_feature_table(structures: pd.DataFrame, composition_groups: Sequence[s
     schema = {
         "id": ID_COLUMN, "group": GROUP_COLUMN,
         "targets": list(TARGET_COLUMNS), "meta": [c for c in META_COLUMNS if c in features],
-        "features": {"geometry": geometry_columns, "composition": list(comp.columns), "element_tokens": list(tokens.columns)},
+        "features": {"geometry": geometry_columns, "composition": [c for c in comp.columns if c not in amount_columns],
+                     AMOUNTS_GROUP: amount_columns, "element_tokens": list(tokens.columns)},
     }
-    embedding_sets = [g for g in composition_groups if g not in GROUPS]
+    embedding_sets = [g for g in composition_groups if g not in GROUPS]  # formula_amounts is refused above
     if embedding_sets:
         schema["element_tables"] = {"sets": embedding_sets, "missing_cells": MISSING_CELLS_RULE,
                                     "missing_elements": MISSING_ELEMENT_RULE}
