@@ -83,11 +83,12 @@ def top_k_figure(curves: Mapping[str, Mapping[int, float]], path: Path, dpi: int
 
 
 def importance_figure(importance: pd.DataFrame, top: int, title: str, path: Path, dpi: int) -> Path:
-    """Horizontal bars of the largest feature importances."""
+    """Horizontal bars of the largest feature importances, as shares of the model's total (LightGBM's are split gains)."""
+    total = importance["importance"].sum()
     rows = importance.sort_values("importance", ascending=False).head(top)[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(rows) + 1.2))
-    ax.barh(rows["feature"], rows["importance"])
-    ax.set(xlabel="importance (TabNet, sums to 1)", title=title)
+    ax.barh(rows["feature"], rows["importance"] / (total if total > 0 else 1.0))
+    ax.set(xlabel="share of the model's total feature importance", title=title)
     ax.title.set_fontsize(9)
     ax.tick_params(axis="y", labelsize=7)
     return _save(fig, path, dpi)
