@@ -9,7 +9,7 @@ import joblib
 from xtalml.config import load_params, section
 from xtalml.evaluation.conformal import conformal_evaluation, nonconformity, top_k_curve
 from xtalml.tasks import load_task
-from xtalml.models.registry import REGISTRY, model_spec
+from xtalml.models.registry import REGISTRY, model_spec, task_inputs
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -24,7 +24,7 @@ if model_spec(model_name).uses_validation_rows:  # early-stopped on the validati
     raise SystemExit(f"conformal.model={model_name!r} saw the validation rows in training; choose one trained on the "
                      f"train rows only: {', '.join(n for n, s in REGISTRY.items() if not s.uses_validation_rows)}")
 bundle = joblib.load(Path("models") / task_name / f"{model_name}.pkl")
-task = load_task(task_name, section(params, "tasks")[task_name])
+task = load_task(task_name, section(params, "tasks")[task_name], **task_inputs(model_name))
 model, classes = bundle["model"], [str(c) for c in bundle["model"].classes_]
 calibration = nonconformity(model.predict_proba(task.X["val"]), classes, task.y["val"])
 proba_test = model.predict_proba(task.X["test"])

@@ -8,8 +8,9 @@ import torch
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of, top_k
 from xtalml.features.composition import element_tokens
-from xtalml.models.registry import (REGISTRY, build_model, model_spec, models_for, packages, predicts_in_threads, uses_torch,
-                                    writes_loss_history)
+from xtalml.models.neighbours import PrototypeNeighbours, stoichiometry_patterns
+from xtalml.models.registry import (REGISTRY, build_model, model_spec, models_for, packages, predicts_in_threads,
+                                    task_inputs, uses_torch, writes_loss_history)
 from xtalml.models.two_stage import lattice_of, lattice_proba
 from xtalml.training import labels_and_scores, prediction_threads
 
@@ -125,6 +126,53 @@ def test_two_stage_combines_lattices_softly_and_never_contradicts_itself():
     assert lattice_of("14") == "mP" and lattice_of("other") == "other"
 
 
+def _tokens(formulas):
+    tokens = element_tokens(formulas).to_numpy()
+    return tokens[:, :16], tokens[:, 16:]
+
+
+def test_prototype_neighbours_vote_among_formulas_of_the_same_pattern_by_element_likeness():
+    # perovskite-like ABO3 rows: the big A cations (Ba, Sr) in one group, the small ones (Mg, Zn) in another
+    train = ["BaTiO3", "SrTiO3", "BaZrO3", "MgTiO3", "ZnTiO3", "MgGeO3", "MgAl2O4", "ZnAl2O4"]
+    y = ["221", "221", "221", "148", "148", "148", "227", "227"]
+    model = PrototypeNeighbours(k=2, tau=1.0).fit(*_tokens(train), y)
+    queries = ["SrZrO3", "CoTiO3", "Li3N", "Xx2O"]  # two ABO3; a pattern no training row has; a formula that does not parse
+    proba, covered = model.predict_proba(*_tokens(queries))
+    assert covered.tolist() == [True, True, False, False]
+    classes = list(model.classes_)
+    assert proba[0].argmax() == classes.index("221") and proba[1].argmax() == classes.index("148")
+    assert np.allclose(proba[:2].sum(axis=1), 1) and not proba[2:].any()
+    assert stoichiometry_patterns(*_tokens(["TiSrO3"]))[0] == [(0.2, 0.2, 0.6)]  # Sr, Ti, O: by electronegativity
+
+
+def test_two_stage_blends_in_neighbours_on_covered_rows_only():
+    X, y = _classification(n=300)
+    rng = np.random.default_rng(0)
+    a, b = rng.choice(["Ba", "Sr", "Ca", "Mg"], 300), rng.choice(["Ti", "Zr", "Ge", "Sn"], 300)
+    formulas = [f"{a[i]}{b[i]}O3" if i % 3 else f"{a[i]}2{b[i]}O5" for i in range(300)]
+    formulas[-1] = "".join(f"{el}1" for el in ["H", "Li", "Be", "B", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P",
+                                               "S", "Cl", "K", "Ca"])  # 17 elements: no tokens, no neighbours
+    tokens = element_tokens(formulas)
+    names = [*"abcdef", *tokens.columns]
+    X = np.column_stack([X, tokens.to_numpy()])
+    cfg = {"base": "random_forest", "base_params": {"n_estimators": 5, "n_jobs": 1},
+           "neighbours": {"weight": 0.5, "k": 5, "tau": 1.0}}
+    blended = build_model("two_stage", cfg, 0, names).fit(X[:200], y[:200], X[200:250], y[200:250])
+    plain = build_model("two_stage", {**cfg, "neighbours": {"weight": 0}}, 0, names).fit(X[:200], y[:200], X[200:250], y[200:250])
+    assert blended.members_[0][0].n_features_in_ == 6  # the stages read the task's features, not the tokens
+    p, q = blended.predict_proba(X[200:]), plain.predict_proba(X[200:])
+    assert np.allclose(p.sum(axis=1), 1)
+    _, covered = blended.neighbours_.predict_proba(*_tokens(formulas[200:]))
+    assert covered[:-1].all() and not covered[-1]
+    assert not np.allclose(p[:-1], q[:-1]) and np.allclose(p[-1], q[-1])
+    with pytest.raises(ValueError, match="combine: soft"):
+        build_model("two_stage", {**cfg, "combine": "hard"}, 0, names).fit(X[:200], y[:200], X[200:250], y[200:250])
+    with pytest.raises(ValueError, match="element_tokens"):
+        build_model("two_stage", cfg, 0, list("abcdef")).fit(X[:200, :6], y[:200])
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_model("two_stage", {**cfg, "neighbours": {"weight": 0.2, "kk": 3}}, 0, names).fit(X[:200], y[:200])
+
+
 def test_two_stage_ensembles_over_seeds():
     X, y = _classification()
     model = build_model("two_stage", {**TINY["two_stage"], "seeds": 2}, seed=0).fit(X[:200], y[:200], X[200:], y[200:])
@@ -197,6 +245,7 @@ def test_capabilities_are_declared_in_the_registry():
     assert prediction_threads("two_stage", {"base": "random_forest", "predict_jobs": 2}) == 2
     assert prediction_threads("two_stage", {"base": "lightgbm", "predict_jobs": 2}) == 1
     assert all(not spec.input_groups for name, spec in REGISTRY.items() if name != "composition_attention")
+    assert task_inputs("two_stage") == {"input_groups": (), "optional_groups": ("element_tokens",)}
 
 
 def test_metrics_and_baselines():

@@ -13,7 +13,7 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 
-from xtalml.models.registry import model_spec, pip_requirements
+from xtalml.models.registry import pip_requirements, task_inputs
 from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
 from xtalml.tasks import load_task
 from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, pinned, tracking_uri
@@ -48,7 +48,7 @@ def validation_scores(task_name: str, models: Sequence[str], metrics_dir: Path) 
 def validation_example(task_name: str, task_cfg: Mapping[str, Any], model: str, feature_names: Sequence[str],
                        root: Path = Path(".")) -> pd.DataFrame:
     """The first validation rows of a task, in the columns a model reads: a logged model's input example."""
-    task = load_task(task_name, task_cfg, root, input_groups=model_spec(model).input_groups)
+    task = load_task(task_name, task_cfg, root, **task_inputs(model))
     return task.frames["val"][list(feature_names)].iloc[:5].reset_index(drop=True)
 
 

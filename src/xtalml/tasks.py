@@ -80,11 +80,12 @@ def model_config(task_cfg: Mapping[str, Any], model_name: str, models: Mapping[s
 
 
 def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None,
-              input_groups: Sequence[str] = ()) -> TaskData:
+              input_groups: Sequence[str] = (), optional_groups: Sequence[str] = ()) -> TaskData:
     """Rows with a target and complete features, split into parts, rare classes handled as configured.
 
     split replaces the folder of split files (another split mode, for comparison); input_groups are feature groups a
-    model reads beyond the task's own (its registry entry's input_groups), appended after them.
+    model reads beyond the task's own (its registry entry's input_groups), appended after them; optional_groups are
+    appended after those, and a row lacking them stays (NaN there).
     """
     paths = task_paths(cfg, root, split)
     for path in paths:
@@ -92,7 +93,8 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
             raise FileNotFoundError(f"task {name} needs {path}; run `dvc repro` for the stages that write it")
     sources = task_sources(cfg)
     schemas = {s: json.loads((root / FEATURES_DIR / s / "feature_schema.json").read_text()) for s in sources}
-    names = feature_columns(schemas[sources[0]], [*cfg["features"], *input_groups])
+    names = feature_columns(schemas[sources[0]], [*cfg["features"], *input_groups, *optional_groups])
+    required = feature_columns(schemas[sources[0]], [*cfg["features"], *input_groups])
     if not names:
         raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {FEATURES_DIR / sources[0]}")
     for source, schema in schemas.items():
@@ -100,7 +102,7 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
         if missing:
             raise ValueError(f"task {name}: source {source} lacks {len(missing)} of its features "
                              f"(e.g. {sorted(missing)[0]}); a stacked source needs the feature groups "
-                             f"{[*cfg['features'], *input_groups]}")
+                             f"{[*cfg['features'], *input_groups, *optional_groups]}")
     target = cfg["target"]
     table = read_table(sources, ["id", "reduced_formula", "source", target, *names, *BASELINE_COLUMNS], root, split)
     excluded = table["part"] == "excluded"
@@ -108,7 +110,7 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
         table.loc[excluded, "source"].value_counts().to_dict() if "source" in table else int(excluded.sum()))}
     table = table[table["part"].isin(PARTS)]
     info["rows_in_table"] = int(len(table))
-    complete = table[target].notna() & table[names].notna().all(axis=1)
+    complete = table[target].notna() & table[required].notna().all(axis=1)
     if cfg["kind"] == "regression":
         complete &= table[target] > 0
     info["rows_without_target_or_features"] = int((~complete).sum())

@@ -16,7 +16,7 @@ import pandas as pd
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.cross_validation import cross_validate_and_fit, subsample_rows
 from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
-from xtalml.models.registry import build_model, model_spec, pip_requirements, predicts_in_threads
+from xtalml.models.registry import build_model, model_spec, pip_requirements, predicts_in_threads, task_inputs
 from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
                              numeric_metrics, training_run)
@@ -160,7 +160,7 @@ def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X
 def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
                  seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
     """Everything one `train` stage does, inside one MLflow run; returns the metrics written to out['metrics']."""
-    task = load_task(task_name, task_cfg, root, input_groups=model_spec(model_name).input_groups)
+    task = load_task(task_name, task_cfg, root, **task_inputs(model_name))
     model_cfg = model_config(task_cfg, model_name, {model_name: model_cfg})
     model = build_model(model_name, model_cfg, seed, task.feature_names)
     with training_run(task_name, model_name, tracking_uri):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from xtalml.models.registry import build_model, model_spec
+from xtalml.models.registry import build_model, task_inputs
 from xtalml.splitting import read_split_columns, shared_split
 from xtalml.tasks import FEATURES_DIR, load_task, model_config
 from xtalml.training import baselines_for, fit_and_evaluate
@@ -26,7 +26,7 @@ def split_mode_comparison(params: Mapping[str, Any], out_dir: Path, root: Path =
     for task_name, model_name in cfg["models"].items():
         task_cfg = params["tasks"][task_name]
         model_cfg = model_config(task_cfg, model_name, params["models"])
-        task = load_task(task_name, task_cfg, root, split=out_dir, input_groups=model_spec(model_name).input_groups)
+        task = load_task(task_name, task_cfg, root, split=out_dir, **task_inputs(model_name))
         scored, _, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, task.feature_names), model_name,
                                      model_cfg, task, seed)
         results["tasks"][task_name] = {"model": model_name, "data": task.info | scored["data"],

@@ -29,6 +29,7 @@ class ModelSpec:
     feature_importance: bool = False  # has feature_importances_ (plots/<task>/<model>/feature_importance.csv)
     base_learner_key: str | None = None  # its config names another registered model it is built from
     input_groups: tuple[str, ...] = ()  # feature groups it reads beyond the task's own (the featurize schema's keys)
+    optional_input_groups: tuple[str, ...] = ()  # groups it reads where present: rows lacking them stay in the task
 
 
 def _sklearn(make: Callable[[dict[str, Any], int], Any]) -> Callable:
@@ -133,8 +134,13 @@ def _composition_attention(params, seed, feature_names):
 
 
 def _two_stage(params, seed, feature_names):
+    from xtalml.features.composition import element_token_names
     from xtalml.models.two_stage import TwoStageClassifier
-    return TwoStageClassifier(seed=seed, **params)
+    names, tokens = list(feature_names), element_token_names()
+    if not set(tokens) <= set(names):  # no element tokens: the stages read every column and there are no neighbours
+        return TwoStageClassifier(seed=seed, **params)
+    return TwoStageClassifier(seed=seed, feature_index=tuple(i for i, n in enumerate(names) if n not in tokens),
+                              token_index=tuple(names.index(n) for n in tokens), **params)
 
 
 CLASSIFY, REGRESS = ("classification",), ("regression",)
@@ -157,7 +163,8 @@ REGISTRY: dict[str, ModelSpec] = {
     "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
     "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",)),
     # its loss curve, packages and threaded predictions are its base learner's; it combines its stages row by row
-    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base", labels_from_proba=True),
+    "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base", labels_from_proba=True,
+                           optional_input_groups=("element_tokens",)),  # its prototype neighbours read the formula
 }
 
 
@@ -166,6 +173,12 @@ def model_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
     return REGISTRY[name]
+
+
+def task_inputs(name: str) -> dict[str, tuple[str, ...]]:
+    """load_task's keyword arguments for the feature groups a model reads beyond its task's own."""
+    spec = model_spec(name)
+    return {"input_groups": spec.input_groups, "optional_groups": spec.optional_input_groups}
 
 
 def models_for(task_kind: str) -> list[str]:

@@ -48,13 +48,26 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
     (base_params, with base_overrides on top); seeds > 1 averages that many independently seeded copies of both stages.
     n_jobs > 1 fits stage 1 and the experts in that many processes, each on one thread (a base that sets its own
     thread count, as LightGBM's n_jobs, keeps it), so a classical base gives the same model for any n_jobs.
+
+    neighbours {weight, k, tau} blends in PrototypeNeighbours: P = (1 - weight) P_two_stage + weight P_neighbours on
+    rows whose stoichiometry pattern the training rows have. The stages read the columns feature_index, the
+    neighbours the element tokens at token_index (atomic numbers, then fractions); the registry sets both.
     """
 
     def __init__(self, base: str = "lightgbm", base_params: Mapping[str, Any] | None = None,
                  base_overrides: Mapping[str, Any] | None = None, combine: str = "soft", seeds: int = 1, seed: int = 42,
-                 n_jobs: int = 1):
+                 n_jobs: int = 1, neighbours: Mapping[str, Any] | None = None,
+                 feature_index: tuple[int, ...] | None = None, token_index: tuple[int, ...] | None = None):
         self.base, self.base_params, self.base_overrides = base, base_params, base_overrides
         self.combine, self.seeds, self.seed, self.n_jobs = combine, seeds, seed, n_jobs
+        self.neighbours, self.feature_index, self.token_index = neighbours, feature_index, token_index
+
+    def _stage_columns(self, X: np.ndarray) -> np.ndarray:
+        return X if self.feature_index is None else X[:, list(self.feature_index)]
+
+    def _tokens(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        half = len(self.token_index) // 2
+        return X[:, list(self.token_index[:half])], X[:, list(self.token_index[half:])]
 
     def _learner(self, seed: int):
         from xtalml.models.registry import build_model
@@ -91,8 +104,26 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
         if self.combine not in ("soft", "hard"):
             raise ValueError(f"two_stage combine={self.combine!r}: choose soft or hard")
         X, y = np.asarray(X, float), np.asarray(y).astype(str)
+        weight = float((self.neighbours or {}).get("weight", 0.0))
+        if not 0 <= weight <= 1:
+            raise ValueError(f"two_stage neighbours.weight={weight}: choose a share between 0 and 1")
+        self.neighbours_ = None
+        if weight > 0:
+            if self.combine != "soft":
+                raise ValueError("two_stage neighbours blend into combine: soft only (hard keeps one lattice's groups)")
+            if self.token_index is None:
+                raise ValueError("two_stage neighbours need the element_tokens feature group; re-run the featurize stages, "
+                                 "or set models.two_stage.neighbours.weight: 0")
+            from xtalml.models.neighbours import PrototypeNeighbours
+
+            options = {k: v for k, v in self.neighbours.items() if k != "weight"}
+            if set(options) - {"k", "tau"}:
+                raise ValueError(f"two_stage neighbours: unknown keys {sorted(set(options) - {'k', 'tau'})}; "
+                                 "known: weight, k, tau")
+            self.neighbours_ = PrototypeNeighbours(**options).fit(*self._tokens(X), y)
+        X = self._stage_columns(X)
         if X_val is not None:
-            X_val, y_val = np.asarray(X_val, float), np.asarray(y_val).astype(str)
+            X_val, y_val = self._stage_columns(np.asarray(X_val, float)), np.asarray(y_val).astype(str)
         self.classes_ = np.unique(y)
         self.members_ = [self._fit_one(X, y, X_val, y_val, self.seed + i) for i in range(int(self.seeds))]
         self.lattice_classes_ = self.members_[0][0].classes_
@@ -103,11 +134,19 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_lattice_proba(self, X) -> np.ndarray:
         """Stage 1's lattice probabilities (columns: lattice_classes_), averaged over the seeds."""
-        X = np.asarray(X, float)
+        X = self._stage_columns(np.asarray(X, float))
         return np.mean([stage1.predict_proba(X) for stage1, _ in self.members_], axis=0)
 
     def predict_proba(self, X) -> np.ndarray:
         X = np.asarray(X, float)
+        out = self._stages_proba(self._stage_columns(X))
+        if self.neighbours_ is not None:
+            weight = float(self.neighbours["weight"])
+            near, covered = self.neighbours_.predict_proba(*self._tokens(X))
+            out[covered] = (1 - weight) * out[covered] + weight * near[covered]  # both have columns classes_
+        return out
+
+    def _stages_proba(self, X: np.ndarray) -> np.ndarray:
         column = {c: i for i, c in enumerate(self.classes_)}
         out = np.zeros((len(X), len(self.classes_)))
         for stage1, experts in self.members_:
