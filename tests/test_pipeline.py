@@ -12,7 +12,7 @@ from tiny_pipeline import TINY, TINY_RUNS, tiny_repo
 from tiny_pipeline import run as _run
 
 from xtalml.config import REPO_ROOT
-from xtalml.models.registry import REGISTRY, model_spec, writes_loss_history
+from xtalml.models.registry import REGISTRY, task_inputs, writes_loss_history
 from xtalml.serving import model_requirements
 from xtalml.tasks import load_task
 from xtalml.training import validation_score
@@ -96,7 +96,7 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
         assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs.values() if r["task"] == task}
         # the score the train stage recorded is the saved model's on the validation rows
         bundle = joblib.load(root / "models" / task / f"{chosen['champion']}.pkl")
-        data = load_task(task, tasks[task], root, input_groups=model_spec(chosen["champion"]).input_groups)
+        data = load_task(task, tasks[task], root, **task_inputs(chosen["champion"]))
         predicted = bundle["model"].predict(data.frames["val"][bundle["feature_names"]].to_numpy(float))
         assert scores[chosen["champion"]] == pytest.approx(validation_score(data, predicted)[chosen["metric"]])
         version = client.get_model_version_by_alias(f"xtalml-{task}", "champion")
