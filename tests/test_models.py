@@ -7,7 +7,7 @@ import torch
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.metrics import classification_metrics, regression_metrics, scores_of, top_k
-from xtalml.features.composition import element_tokens
+from xtalml.features.composition import TOKEN_WIDTH, element_tokens
 from xtalml.models.neighbours import PrototypeNeighbours, stoichiometry_patterns
 from xtalml.models.registry import (REGISTRY, build_model, model_spec, models_for, packages, predicts_in_threads,
                                     task_inputs, uses_torch, writes_loss_history)
@@ -128,7 +128,7 @@ def test_two_stage_combines_lattices_softly_and_never_contradicts_itself():
 
 def _tokens(formulas):
     tokens = element_tokens(formulas).to_numpy()
-    return tokens[:, :16], tokens[:, 16:]
+    return tokens[:, :TOKEN_WIDTH], tokens[:, TOKEN_WIDTH:]
 
 
 def test_prototype_neighbours_vote_among_formulas_of_the_same_pattern_by_element_likeness():

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-# element properties compared between formulas of one pattern, and the spread that counts as one unit of distance
 _CHUNK = 1 << 22  # floats in one distance temporary (32 MB)
+# element properties compared between formulas of one pattern, and the spread that counts as one unit of distance
 SITE_PROPERTIES = {"Electronegativity": 0.5, "CovalentRadius": 30.0, "MendeleevNumber": 15.0, "Row": 1.5, "Column": 4.0}
 
 
