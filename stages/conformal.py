@@ -8,8 +8,8 @@ import joblib
 
 from xtalml.config import load_params, section
 from xtalml.evaluation.conformal import conformal_evaluation, nonconformity, top_k_curve
-from xtalml.tasks import load_task
-from xtalml.models.registry import REGISTRY, model_spec, task_inputs
+from xtalml.tasks import load_task, model_config
+from xtalml.models.registry import REGISTRY, task_inputs, trained_on_validation_rows
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -20,11 +20,13 @@ args = parser.parse_args()
 params = load_params(args.params)
 cfg = section(params, "conformal", ["task", "model", "coverages", "top_k_max"])
 task_name, model_name = cfg["task"], cfg["model"]
-if model_spec(model_name).uses_validation_rows:  # early-stopped on the validation rows, so those rows cannot calibrate it
-    raise SystemExit(f"conformal.model={model_name!r} saw the validation rows in training; choose one trained on the "
-                     f"train rows only: {', '.join(n for n, s in REGISTRY.items() if not s.uses_validation_rows)}")
+task_cfg, models = section(params, "tasks")[task_name], section(params, "models")
+if trained_on_validation_rows(model_name, model_config(task_cfg, model_name, models)):  # then they cannot calibrate it
+    fresh = [n for n in REGISTRY if n in models and not trained_on_validation_rows(n, model_config(task_cfg, n, models))]
+    raise SystemExit(f"conformal.model={model_name!r} saw the validation rows in training (early stopping or "
+                     f"refit_with_val_rows); choose one trained on the train rows only: {', '.join(fresh)}")
 bundle = joblib.load(Path("models") / task_name / f"{model_name}.pkl")
-task = load_task(task_name, section(params, "tasks")[task_name], **task_inputs(model_name))
+task = load_task(task_name, task_cfg, **task_inputs(model_name))
 model, classes = bundle["model"], [str(c) for c in bundle["model"].classes_]
 calibration = nonconformity(model.predict_proba(task.X["val"]), classes, task.y["val"])
 proba_test = model.predict_proba(task.X["test"])

@@ -60,3 +60,22 @@ def test_sets_are_never_empty_and_unknown_classes_score_one():
 def test_top_k_curve_rises_to_one():
     proba = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])
     assert top_k_curve(proba, ["a", "b", "c"], ["a", "c", "a"], 3) == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+@pytest.mark.parametrize("overrides", [["conformal.model=two_stage"],
+                                       ["+models.random_forest.refit_with_val_rows=true"]])
+def test_the_stage_refuses_a_model_that_saw_the_validation_rows(tmp_path, overrides):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from xtalml.config import REPO_ROOT, compose
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(compose(overrides), sort_keys=False))
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "conformal.py"), "--params", str(params)],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and "saw the validation rows in training" in done.stderr
+    assert "choose one trained on the train rows only: logistic_regression" in done.stderr
+    assert "two_stage" not in done.stderr.split("only:")[1] and "lightgbm" not in done.stderr.split("only:")[1]

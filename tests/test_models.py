@@ -370,3 +370,43 @@ def test_element_tokens_hold_atomic_numbers_and_fractions_sorted_by_z():
     assert tokens.loc[0, ["element_z_0", "element_z_1", "element_z_2"]].tolist() == [8, 26, 0]
     assert tokens.loc[0, ["element_fraction_0", "element_fraction_1"]].tolist() == pytest.approx([0.6, 0.4])
     assert tokens.loc[1].isna().all() and tokens.loc[2].isna().all()  # a bad formula; 17 elements do not fit in 16
+
+
+def _task_with_validation_rows(X, y, kind="classification"):
+    from xtalml.tasks import TaskData
+
+    parts = {"train": slice(0, 160), "val": slice(160, 200), "test": slice(200, len(y))}
+    frames = {p: pd.DataFrame({"reduced_formula": [f"X{i}" for i in range(s.start, s.stop)]}) for p, s in parts.items()}
+    return TaskData("t", kind, "label", [f"x{i}" for i in range(X.shape[1])], X={p: X[s] for p, s in parts.items()},
+                    y={p: y[s] for p, s in parts.items()}, frames=frames)
+
+
+def test_refit_scores_validation_on_the_train_fit_then_fits_train_and_validation_rows():
+    from xtalml.training import fit_and_evaluate
+
+    X, y = _classification()
+    y[160:200] = np.where(np.arange(40) < 5, "227", y[160:200])  # a class only the validation rows have
+    task = _task_with_validation_rows(X, y)
+    merged = task.with_validation_in_train()
+    assert len(merged.y["train"]) == 200 and len(merged.y["val"]) == 0 and len(merged.frames["train"]) == 200
+    assert len(task.y["train"]) == 160  # the task itself is unchanged
+    cfg = {**TINY["random_forest"], "refit_with_val_rows": True}
+    plain, _, plain_model = fit_and_evaluate(build_model("random_forest", cfg, 0), "random_forest", {}, task, 0)
+    refit, predicted, model = fit_and_evaluate(build_model("random_forest", cfg, 0), "random_forest", cfg, task, 0)
+    assert refit["validation"] == plain["validation"]  # the champion's criterion: the fit on the train rows
+    assert refit["data"] == {"refitted_on_train_and_val_rows": 200} and "data" in plain and not plain["data"]
+    assert "227" in model.classes_ and "227" not in plain_model.classes_ and len(predicted) == 40
+
+
+def test_refit_is_refused_for_a_model_that_early_stops_on_the_validation_rows():
+    from xtalml.models.registry import early_stops, trained_on_validation_rows
+    from xtalml.training import fit_and_evaluate
+
+    assert early_stops("lightgbm", {}) and early_stops("two_stage", {"base": "mlp_classifier"})
+    assert not early_stops("random_forest", {}) and not early_stops("two_stage", {"base": "random_forest"})
+    assert trained_on_validation_rows("lightgbm", {}) and not trained_on_validation_rows("random_forest", {})
+    assert trained_on_validation_rows("random_forest", {"refit_with_val_rows": True})
+    X, y = _classification()
+    cfg = {**TINY["lightgbm"], "refit_with_val_rows": True}
+    with pytest.raises(ValueError, match="models.lightgbm.refit_with_val_rows: lightgbm early-stops"):
+        fit_and_evaluate(build_model("lightgbm", cfg, 0), "lightgbm", cfg, _task_with_validation_rows(X, y), 0)

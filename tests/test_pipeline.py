@@ -94,11 +94,18 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
         scores = chosen["validation"]
         best = (max if chosen["metric"] == "accuracy" else min)(scores.values())
         assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs.values() if r["task"] == task}
-        # the score the train stage recorded is the saved model's on the validation rows
+        # the score the train stage recorded is the saved model's on the validation rows, or, where the saved model was
+        # refitted on the train + validation rows (two_stage), that of its fit on the train rows alone
         bundle = joblib.load(root / "models" / task / f"{chosen['champion']}.pkl")
         data = load_task(task, tasks[task], root, **task_inputs(chosen["champion"]))
         predicted = bundle["model"].predict(data.frames["val"][bundle["feature_names"]].to_numpy(float))
-        assert scores[chosen["champion"]] == pytest.approx(validation_score(data, predicted)[chosen["metric"]])
+        on_val = validation_score(data, predicted)[chosen["metric"]]
+        trained = json.loads((root / "metrics" / task / f"{chosen['champion']}.json").read_text())["data"]
+        if trained.get("refitted_on_train_and_val_rows"):
+            assert trained["refitted_on_train_and_val_rows"] == len(data.y["train"]) + len(data.y["val"])
+            assert on_val > scores[chosen["champion"]]  # it has seen those rows now
+        else:
+            assert scores[chosen["champion"]] == pytest.approx(on_val)
         version = client.get_model_version_by_alias(f"xtalml-{task}", "champion")
         assert version.tags["model"] == chosen["champion"]
         model = mlflow.pyfunc.load_model(f"models:/xtalml-{task}@champion")
@@ -111,6 +118,8 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
     predictor = mlflow.pyfunc.load_model("models:/xtalml-predictor@champion")
     out = predictor.predict(pd.DataFrame({"formula": ["Fe2O3", "Qq"]}))
     assert pd.isna(out.loc[0, "error"]) and out.loc[0, "volume_per_atom"] > 0 and "Qq" in out.loc[1, "error"]
+    two_stage = json.loads((root / "metrics" / "sg_from_composition" / "two_stage.json").read_text())
+    assert two_stage["data"]["refitted_on_train_and_val_rows"] > 0 and 0 < two_stage["validation"]["accuracy"] < 1
 
 
 def _report_tables(text: str) -> dict[str, pd.DataFrame]:

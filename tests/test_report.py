@@ -21,6 +21,11 @@ def test_model_table_lists_models_and_baselines_best_first():
     table = model_table(results)
     assert table["model"].tolist() == ["random_forest", "knn", "baseline: most frequent", "mlp_classifier", "baseline: stratified"]
     assert table.loc[0, "CV accuracy (train)"] == "0.550 ± 0.010" and table.loc[0, "train s"] == 3.0
+    results["knn"]["data"] = {"refitted_on_train_and_val_rows": 500}
+    results["knn"]["validation"] = {"accuracy": 0.37, "n": 100}
+    table = model_table(results).set_index("model")
+    assert table.loc["knn", "fitted on"] == "train + val" and table.loc["random_forest", "fitted on"] == "train"
+    assert table.loc["knn", "val accuracy"] == 0.37
     assert best_model(results) == "random_forest"
 
 

@@ -31,6 +31,15 @@ class TaskData:
     info: dict[str, Any] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)
 
+    def with_validation_in_train(self) -> "TaskData":
+        """The same task with its validation rows appended to the train rows and no validation rows left."""
+        X, y, frames = dict(self.X), dict(self.y), dict(self.frames)
+        X["train"], X["val"] = np.concatenate([self.X["train"], self.X["val"]]), self.X["val"][:0]
+        y["train"], y["val"] = np.concatenate([self.y["train"], self.y["val"]]), self.y["val"][:0]
+        frames["train"] = pd.concat([self.frames["train"], self.frames["val"]], ignore_index=True)
+        frames["val"] = self.frames["val"].iloc[:0]
+        return TaskData(self.name, self.kind, self.target, self.feature_names, X, y, frames, dict(self.info), self.inputs)
+
 
 FEATURES_DIR = Path("data/features")  # featurize@<source> writes <source>/features.parquet, feature_schema.json
 SPLIT_DIR = Path("data/split")        # the split stage writes <source>.parquet (id, part, group)

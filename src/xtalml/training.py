@@ -12,11 +12,13 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.cross_validation import cross_validate_and_fit, subsample_rows
 from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
-from xtalml.models.registry import build_model, model_spec, pip_requirements, predicts_in_threads, task_inputs
+from xtalml.models.registry import (build_model, early_stops, model_spec, pip_requirements, predicts_in_threads,
+                                    task_inputs)
 from xtalml.tasks import TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
                              numeric_metrics, training_run)
@@ -62,12 +64,18 @@ def validation_score(task: TaskData, predicted: np.ndarray) -> dict[str, Any]:
 
 def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task: TaskData, seed: int,
                      cross_validation: bool = False) -> tuple[dict[str, Any], np.ndarray, Any]:
-    """Fit on the train rows (validation rows for early stopping where the model takes them); test metrics. With
-    cross_validation, the folds of model_cfg (cv_folds, cv_max_rows, cv_jobs) run beside the final fit; without,
-    the fit may use fit_jobs threads.
+    """Fit on the train rows (validation rows for early stopping where the model takes them), score the validation rows,
+    then test metrics next to the baselines. With cross_validation, the folds of model_cfg (cv_folds, cv_max_rows,
+    cv_jobs) run beside the final fit; without, the fit may use fit_jobs threads. With refit_with_val_rows, a model
+    that does not early-stop is fitted again on the train and validation rows (scikit-learn's refit=True): that fit
+    meets the test rows; the validation score is the first fit's, and the baselines are fitted on the train rows.
 
-    Returns ({data, [cv,] train_seconds, test}, test predictions, the fitted model).
+    Returns ({data, [cv,] train_seconds, [validation,] test, baselines}, test predictions, the fitted model).
     """
+    refit = bool(model_cfg.get("refit_with_val_rows"))
+    if refit and early_stops(model_name, model_cfg):
+        raise ValueError(f"models.{model_name}.refit_with_val_rows: {model_name} early-stops on the validation rows, so "
+                         f"it cannot be refitted on them; set it false")
     result: dict[str, Any] = {"data": {}}
     rows = subsample_rows(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
     if len(rows) < len(task.y["train"]):
@@ -90,9 +98,21 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         with joblib.parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
             model.fit(task.X["train"][rows], task.y["train"][rows])
     result.setdefault("train_seconds", round(time.perf_counter() - started, 3))
+    threads = prediction_threads(model_name, model_cfg)
+    if len(task.y.get("val", ())):  # the register stage picks each task's champion on this score
+        result["validation"] = validation_score(task, predict_rows(model.predict, task.X["val"], threads))
+    baseline_task = task  # baselines stay fitted on the train rows: one set of baselines beside every model of a task
+    if refit:
+        task = task.with_validation_in_train()
+        rows = subsample_rows(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
+        started = time.perf_counter()
+        with joblib.parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
+            model = clone(model).fit(task.X["train"][rows], task.y["train"][rows])
+        result["data"]["refitted_on_train_and_val_rows"] = int(len(rows))
+        result["refit_seconds"] = round(time.perf_counter() - started, 3)
     subsets = test_subsets(task)
     if task.kind == "classification":
-        predicted, scores = labels_and_scores(model, model_name, task.X["test"], prediction_threads(model_name, model_cfg))
+        predicted, scores = labels_and_scores(model, model_name, task.X["test"], threads)
         classes = getattr(model, "classes_", None)
         result["test"] = classification_metrics(task.y["test"], predicted, scores, classes)
         result["test"]["polymorph_accuracy"] = polymorph_accuracy(task.y["test"], predicted,
@@ -108,7 +128,10 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         result["test"] = regression_metrics(task.y["test"], predicted)
         result["test_by_source"] = {name: regression_metrics(task.y["test"][rows], predicted[rows])
                                     for name, rows in subsets.items()}
-    if not result["test_by_source"]:
+    result["baselines"] = baselines_for(baseline_task, seed)
+    if result["test_by_source"]:
+        result["baselines_by_source"] = {name: baselines_for(baseline_task, seed, rows) for name, rows in subsets.items()}
+    else:
         del result["test_by_source"]
     return result, predicted, model
 
@@ -169,14 +192,8 @@ def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, m
         cross_validation = model_spec(model_name).cross_validates and bool(model_cfg.get("cv_folds"))
         scored, predicted, model = fit_and_evaluate(model, model_name, model_cfg, task, seed, cross_validation)
         result["data"] |= scored.pop("data")
-        if len(task.y["val"]):  # the register stage picks each task's champion on this score
-            result["validation"] = validation_score(task, predict_rows(model.predict, task.X["val"],
-                                                                       prediction_threads(model_name, model_cfg)))
         result |= scored
         frame = task.frames["test"][["id", "reduced_formula"]].assign(true=task.y["test"], predicted=predicted)
-        result["baselines"] = baselines_for(task, seed)
-        if "test_by_source" in result:
-            result["baselines_by_source"] = {name: baselines_for(task, seed, rows) for name, rows in test_subsets(task).items()}
         _write_outputs(model, task, result, frame, out)
         _track(task_name, model_name, task_cfg, model_cfg, seed, task, result, out)
         example = pd.DataFrame(task.X["val" if len(task.y["val"]) else "train"][:3], columns=task.feature_names)

@@ -77,7 +77,8 @@ def is_classification(results: Mapping[str, dict]) -> bool:
 
 
 def model_table(results: Mapping[str, dict]) -> pd.DataFrame:
-    """Every model and every baseline of one task on its test split, best first, with training time."""
+    """Every model and every baseline of one task on its test split, best first, with its validation score (of the fit on
+    the train rows: the champion's criterion), the rows its tested fit saw and training time."""
     classification = is_classification(results)
     columns = CLASSIFICATION_COLUMNS if classification else REGRESSION_COLUMNS
     rows = []
@@ -86,6 +87,8 @@ def model_table(results: Mapping[str, dict]) -> pd.DataFrame:
         if classification:
             cv = m.get("cv")
             row["CV accuracy (train)"] = f"{cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}" if cv else None
+        row["val accuracy" if classification else "val MAE"] = m.get("validation", {}).get("accuracy" if classification else "mae")
+        row["fitted on"] = "train + val" if m.get("data", {}).get("refitted_on_train_and_val_rows") else "train"
         row["train s"] = m.get("train_seconds")
         rows.append(row)
     first = next(iter(results.values()))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 # keys of a model section that configure the run, not the estimator
-RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "cv_jobs", "fit_jobs", "predict_jobs", "max_train_rows", "max_val_rows")
+RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "cv_jobs", "fit_jobs", "predict_jobs", "max_train_rows", "max_val_rows",
+            "refit_with_val_rows")
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,18 @@ def base_learner(name: str, cfg: Mapping[str, Any]) -> str | None:
     """The registered model a model's config names as its base learner (two_stage's `base`), if it has one."""
     key = model_spec(name).base_learner_key
     return cfg.get(key) if key else None
+
+
+def early_stops(name: str, cfg: Mapping[str, Any]) -> bool:
+    """Whether fitting watches the validation rows: the model's entry says so, or that of the base learner its config
+    names (two_stage on a random forest does not)."""
+    spec, base = model_spec(name), base_learner(name, cfg)
+    return early_stops(base, {}) if base else spec.uses_validation_rows
+
+
+def trained_on_validation_rows(name: str, cfg: Mapping[str, Any]) -> bool:
+    """Whether the fitted model has seen the validation rows: it may early-stop on them, or its config refits on them."""
+    return model_spec(name).uses_validation_rows or bool(cfg.get("refit_with_val_rows"))
 
 
 def uses_torch(name: str, cfg: Mapping[str, Any]) -> bool:
