@@ -156,6 +156,7 @@ def test_report_numbers_trace_to_metrics_files(repo):
         metric = "accuracy" if "accuracy" in result["test"] else "mae"
         main = json.loads((root / "metrics" / task / f"{result['model']}.json").read_text())["test"][metric]
         assert f"| {task} | {result['model']} | " in text and fmt(result["test"][metric]) in text and fmt(main) in text
+        assert set(result) >= {"validation", "test", "baselines", "train_seconds", "data"}  # as a task's metrics file
     volume = json.loads((root / "metrics/volume_per_atom_from_composition/mlp_regressor.json").read_text())
     assert set(volume["test_by_source"]) >= {"oqmd_volume", "amcsd"}  # OQMD test and AMCSD test scored apart
     assert sum(volume["test_by_source"][s]["n"] for s in ("oqmd_volume", "amcsd")) == volume["test"]["n"]

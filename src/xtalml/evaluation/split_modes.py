@@ -29,8 +29,6 @@ def split_mode_comparison(params: Mapping[str, Any], out_dir: Path, root: Path =
         task = load_task(task_name, task_cfg, root, split=out_dir, **task_inputs(model_name))
         scored, _, _ = fit_and_evaluate(build_model(model_name, model_cfg, seed, task.feature_names), model_name,
                                      model_cfg, task, seed)
-        results["tasks"][task_name] = {"model": model_name, "data": task.info | scored["data"],
-                                       "train_seconds": scored["train_seconds"], "test": scored["test"],
-                                       **({"test_by_source": scored["test_by_source"]} if "test_by_source" in scored else {}),
-                                       "baselines": scored["baselines"]}
+        results["tasks"][task_name] = {"model": model_name, **{k: v for k, v in scored.items() if k != "cv"},
+                                       "data": task.info | scored["data"]}
     return results
