@@ -406,6 +406,10 @@ def test_refit_is_refused_for_a_model_that_early_stops_on_the_validation_rows():
     assert not early_stops("random_forest", {}) and not early_stops("two_stage", {"base": "random_forest"})
     assert trained_on_validation_rows("lightgbm", {}) and not trained_on_validation_rows("random_forest", {})
     assert trained_on_validation_rows("random_forest", {"refit_with_val_rows": True})
+    # two_stage sees the validation rows only through an early-stopping base or a refit
+    assert trained_on_validation_rows("two_stage", {"base": "lightgbm"})
+    assert not trained_on_validation_rows("two_stage", {"base": "random_forest"})
+    assert trained_on_validation_rows("two_stage", {"base": "random_forest", "refit_with_val_rows": True})
     X, y = _classification()
     cfg = {**TINY["lightgbm"], "refit_with_val_rows": True}
     with pytest.raises(ValueError, match="models.lightgbm.refit_with_val_rows: lightgbm early-stops"):

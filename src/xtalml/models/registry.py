@@ -207,7 +207,7 @@ def early_stops(name: str, cfg: Mapping[str, Any]) -> bool:
 
 def trained_on_validation_rows(name: str, cfg: Mapping[str, Any]) -> bool:
     """Whether the fitted model has seen the validation rows: it may early-stop on them, or its config refits on them."""
-    return model_spec(name).uses_validation_rows or bool(cfg.get("refit_with_val_rows"))
+    return early_stops(name, cfg) or bool(cfg.get("refit_with_val_rows"))
 
 
 def uses_torch(name: str, cfg: Mapping[str, Any]) -> bool:
