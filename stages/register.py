@@ -32,7 +32,7 @@ for task_name, task_cfg in tasks.items():
                                    partial(validation_example, task_name, task_cfg, champion), scores[champion], metric,
                                    args.tracking_uri)
     model_uris[task_name] = registered["model_uri"]
-    result["tasks"][task_name] = {"champion": champion, "metric": metric, "validation": scores,
+    result["tasks"][task_name] = {"champion": champion, "metric": metric, "validation": scores[champion],
                                   "registered": registered["name"], "version": registered["version"]}
     print(f"register: {registered['name']}@champion = {champion} (validation {metric} {scores[champion]:.4f}, "
           f"version {registered['version']}{', new' if registered['new_version'] else ''})")

@@ -18,5 +18,5 @@ out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 markdown, derived = build_report(params, ReportInputs(), out)
 (out / "report.md").write_text(markdown + "\n")
-(out / "metrics.json").write_text(json.dumps(derived, indent=2) + "\n")  # numbers the report computed from predictions
+(out / "derived.json").write_text(json.dumps(derived, indent=2) + "\n")  # numbers the report computed from predictions
 print(f"report: {out / 'report.md'} ({len(markdown.splitlines())} lines), figures in {out / 'figures'}")

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from xtalml.config import load_params
+from xtalml.evaluation.metrics import headline_metrics
 from xtalml.evaluation.split_modes import split_mode_comparison
 from xtalml.models.registry import fix_thread_counts
 
@@ -17,7 +18,10 @@ args = parser.parse_args()
 params = load_params(args.params)
 fix_thread_counts(list(params["split_modes"]["models"].values()), params["models"], params["train"].get("torch_threads", 1))
 result = split_mode_comparison(params, Path(args.out))
-Path(args.metrics).write_text(json.dumps(result, indent=2) + "\n")
+(Path(args.out) / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")  # the report reads row counts there
+headline = {"group": result["group"], "tasks": {
+    task: {"model": r["model"], **headline_metrics(r, params["tasks"][task]["kind"])} for task, r in result["tasks"].items()}}
+Path(args.metrics).write_text(json.dumps(headline, indent=2) + "\n")
 for task, r in result["tasks"].items():
     key = "accuracy" if "accuracy" in r["test"] else "mae"
     print(f"split_modes: {task} {r['model']} by {result['group']}: test {key} {r['test'][key]:.4f}")

@@ -23,7 +23,7 @@ train = section(params, "train")
 fix_thread_counts([args.model], models, train.get("torch_threads", 1))
 name = f"{args.task}/{args.model}"
 result = run_training(args.task, tasks[args.task], args.model, models[args.model], train["seed"], {
-    "metrics": Path(f"metrics/{name}.json"), "predictions": Path(f"data/predictions/{name}.parquet"),
+    "metrics": Path(f"metrics/{name}.json"), "evaluation": Path(f"data/evaluation/{name}.json"), "predictions": Path(f"data/predictions/{name}.parquet"),
     "model": Path(f"models/{name}.pkl"), "plots": Path(f"plots/{name}")})
 headline = {k: round(v, 4) for k, v in result["test"].items() if k in ("accuracy", "top5_accuracy", "mae", "r2")}
 print(f"train {name}: test {headline} in {result['train_seconds']} s")

@@ -99,7 +99,7 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch, requ
         results = []
         for attempt in range(2):
             out = {k: tmp_path / f"{attempt}" / task / model / name for k, name in (
-                ("metrics", "m.json"), ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}
+                ("metrics", "m.json"), ("evaluation", "e.json"), ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}
             result = run_training(task, params["tasks"][task], model, params["models"][model], 42, out, root,
                                   tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
             results.append(numeric_metrics(result["test"]))

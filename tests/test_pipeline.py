@@ -12,6 +12,7 @@ from tiny_pipeline import TINY, TINY_RUNS, tiny_repo
 from tiny_pipeline import run as _run
 
 from xtalml.config import REPO_ROOT
+from xtalml.evaluation.metrics import headline_metrics
 from xtalml.models.registry import REGISTRY, task_inputs, writes_loss_history
 from xtalml.serving import model_requirements
 from xtalml.tasks import load_task
@@ -33,7 +34,10 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     assert {r["task"] for r in runs.values()} == set(params["tasks"])  # on every task
     for run in runs.values():
         name = f"{run['task']}/{run['model']}"
-        metrics = json.loads((root / "metrics" / f"{name}.json").read_text())
+        metrics = json.loads((root / "data/evaluation" / f"{name}.json").read_text())
+        kind = params["tasks"][run["task"]]["kind"]
+        headline = json.loads((root / "metrics" / f"{name}.json").read_text())
+        assert headline == headline_metrics(metrics, kind) and "per_class" not in json.dumps(headline), name
         predictions = pd.read_parquet(root / "data/predictions" / f"{name}.parquet")
         assert len(predictions) == metrics["test"]["n"] == metrics["data"]["rows_test"] > 0
         assert metrics["baselines"], name  # every model has its baselines on the same split
@@ -44,7 +48,7 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
         assert ("loss.csv" in plots) == writes_loss_history(run["model"], params["models"][run["model"]]), name
         assert ("feature_importance.csv" in plots) == spec.feature_importance, name
         assert ("cv" in metrics) == spec.cross_validates and metrics.get("cv", {"folds": 2})["folds"] == 2, name
-    volume = json.loads((root / "metrics/volume_from_geometry/mlp_regressor.json").read_text())
+    volume = json.loads((root / "data/evaluation/volume_from_geometry/mlp_regressor.json").read_text())
     assert volume["baselines"]["analytic_volume"]["mape"] < 1  # the cell formula is exact up to rounding
     assert "feature_importance.csv" in {p.name for p in (root / "plots/volume_from_geometry/tabnet").iterdir()}
 
@@ -91,7 +95,9 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
     mlflow.set_tracking_uri(uri)
     tasks = yaml.safe_load((root / "params.yaml").read_text())["tasks"]
     for task, chosen in register["tasks"].items():
-        scores = chosen["validation"]
+        scores = {r["model"]: json.loads((root / "metrics" / task / f"{r['model']}.json").read_text())["validation"][
+            chosen["metric"]] for r in runs.values() if r["task"] == task}
+        assert chosen["validation"] == scores[chosen["champion"]]
         best = (max if chosen["metric"] == "accuracy" else min)(scores.values())
         assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs.values() if r["task"] == task}
         # the score the train stage recorded is the saved model's on the validation rows, or, where the saved model was
@@ -100,7 +106,7 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
         data = load_task(task, tasks[task], root, **task_inputs(chosen["champion"]))
         predicted = bundle["model"].predict(data.frames["val"][bundle["feature_names"]].to_numpy(float))
         on_val = validation_score(data, predicted)[chosen["metric"]]
-        trained = json.loads((root / "metrics" / task / f"{chosen['champion']}.json").read_text())["data"]
+        trained = json.loads((root / "data/evaluation" / task / f"{chosen['champion']}.json").read_text())["data"]
         if trained.get("refitted_on_train_and_val_rows"):
             assert trained["refitted_on_train_and_val_rows"] == len(data.y["train"]) + len(data.y["val"])
             assert on_val > scores[chosen["champion"]]  # it has seen those rows now
@@ -118,7 +124,7 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
     predictor = mlflow.pyfunc.load_model("models:/xtalml-predictor@champion")
     out = predictor.predict(pd.DataFrame({"formula": ["Fe2O3", "Qq"]}))
     assert pd.isna(out.loc[0, "error"]) and out.loc[0, "volume_per_atom"] > 0 and "Qq" in out.loc[1, "error"]
-    two_stage = json.loads((root / "metrics" / "sg_from_composition" / "two_stage.json").read_text())
+    two_stage = json.loads((root / "data/evaluation" / "sg_from_composition" / "two_stage.json").read_text())
     assert two_stage["data"]["refitted_on_train_and_val_rows"] > 0 and 0 < two_stage["validation"]["accuracy"] < 1
 
 
@@ -156,8 +162,11 @@ def test_report_numbers_trace_to_metrics_files(repo):
         metric = "accuracy" if "accuracy" in result["test"] else "mae"
         main = json.loads((root / "metrics" / task / f"{result['model']}.json").read_text())["test"][metric]
         assert f"| {task} | {result['model']} | " in text and fmt(result["test"][metric]) in text and fmt(main) in text
-        assert set(result) >= {"validation", "test", "baselines", "train_seconds", "data"}  # as a task's metrics file
-    volume = json.loads((root / "metrics/volume_per_atom_from_composition/mlp_regressor.json").read_text())
+        assert set(result) >= {"validation", "test", "baselines"}  # as a task's metrics file
+    details = json.loads((root / "data/split_modes/evaluation.json").read_text())
+    assert set(details["tasks"]) == set(modes["tasks"]) and all(
+        set(d) >= {"train_seconds", "data"} for d in details["tasks"].values())
+    volume = json.loads((root / "data/evaluation/volume_per_atom_from_composition/mlp_regressor.json").read_text())
     assert set(volume["test_by_source"]) >= {"oqmd_volume", "amcsd"}  # OQMD test and AMCSD test scored apart
     assert sum(volume["test_by_source"][s]["n"] for s in ("oqmd_volume", "amcsd")) == volume["test"]["n"]
     by_source = text.split("## Volume per atom by source of the test rows")[1].split("\n## ")[0]
@@ -181,7 +190,7 @@ def test_report_numbers_trace_to_metrics_files(repo):
         assert row[column] == fmt(metrics["test"][key]), (run, row[column])
         for name, baseline in metrics["baselines"].items():
             assert tables[run["task"]].set_index("model").loc[f"baseline: {name.replace('_', ' ')}", column] == fmt(baseline[key])
-    derived = json.loads((root / "reports" / "metrics.json").read_text())
+    derived = json.loads((root / "reports" / "derived.json").read_text())
     for task, groups in derived["accuracy_by_group"].items():
         for group, accuracy in groups["accuracy"].items():
             assert f"| {group} | {fmt(groups['rows'][group])} | {fmt(accuracy)} |" in text, (task, group)

@@ -16,7 +16,8 @@ from sklearn.base import clone
 
 from xtalml.evaluation.baselines import analytic_volume_baseline, classifier_baselines, elemental_volume_baseline
 from xtalml.evaluation.cross_validation import cross_validate_and_fit, subsample_rows
-from xtalml.evaluation.metrics import classification_metrics, polymorph_accuracy, regression_metrics, scores_of
+from xtalml.evaluation.metrics import (classification_metrics, headline_metrics, polymorph_accuracy, regression_metrics,
+                                       scores_of)
 from xtalml.models.registry import (build_model, early_stops, model_spec, pip_requirements, predicts_in_threads,
                                     task_inputs)
 from xtalml.tasks import TaskData, load_task, model_config
@@ -182,7 +183,8 @@ def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X
 
 def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
                  seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
-    """Everything one `train` stage does, inside one MLflow run; returns the metrics written to out['metrics']."""
+    """Everything one `train` stage does, inside one MLflow run; returns the full evaluation written to
+    out['evaluation'] (out['metrics'] gets its headline figures)."""
     task = load_task(task_name, task_cfg, root, **task_inputs(model_name))
     model_cfg = model_config(task_cfg, model_name, {model_name: model_cfg})
     model = build_model(model_name, model_cfg, seed, task.feature_names)
@@ -228,7 +230,8 @@ def _write_outputs(model, task: TaskData, result: dict, frame: pd.DataFrame, out
             "importance", ascending=False).to_csv(plots / "feature_importance.csv", index=False)
     joblib.dump({"model": model, "feature_names": task.feature_names, "task": task.name, "target": task.target},
                 out["model"], compress=3)
-    Path(out["metrics"]).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out["evaluation"]).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out["metrics"]).write_text(json.dumps(headline_metrics(result, task.kind), indent=2) + "\n")
 
 
 def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, result, out) -> None:
@@ -241,7 +244,7 @@ def _track(task_name, model_name, task_cfg, model_cfg, seed, task: TaskData, res
     tags = {"git_commit": git_commit(), "task": task_name, "model": model_name,
             **{f"data.{'/'.join(Path(p).parts[-2:])}": file_digest(Path(p)) for p in task.inputs}}
     params = flatten({"task": dict(task_cfg), "model": dict(model_cfg), "seed": seed})
-    log_results(params, metrics, _history(out), tags, [Path(out["metrics"]), Path(out["plots"])])
+    log_results(params, metrics, _history(out), tags, [Path(out["evaluation"]), Path(out["plots"])])
 
 
 def _history(out) -> list[dict]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,3 +67,23 @@ def regression_metrics(y_true, y_pred) -> dict:
             "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
             "r2": float(skm.r2_score(y_true, y_pred)),
             "mape": float(np.mean(np.abs((y_pred - y_true) / y_true)) * 100), "n": int(len(y_true))}
+
+
+HEADLINE = {"classification": ("accuracy", "top5_accuracy", "f1_macro"), "regression": ("mae", "r2")}
+
+
+def headline_metrics(result: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What a sweep compares, from a full evaluation: test and validation headline figures, the first of them per source
+    and per baseline. The rest (per-class tables, CV folds, row counts, timings) stays in the evaluation file."""
+    keys = HEADLINE[kind]
+
+    def pick(metrics: Mapping[str, Any], names: Sequence[str] = keys) -> dict[str, float]:
+        return {k: metrics[k] for k in names if k in metrics}
+
+    out: dict[str, Any] = {"test": pick(result["test"])}
+    if result.get("validation"):
+        out["validation"] = pick(result["validation"])
+    if result.get("test_by_source"):
+        out["test_by_source"] = {s: pick(m, keys[:1]) for s, m in result["test_by_source"].items()}
+    out["baselines"] = {name: pick(m, keys[:1]) for name, m in result.get("baselines", {}).items()}
+    return out

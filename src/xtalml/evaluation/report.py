@@ -28,6 +28,8 @@ class ReportInputs:
 
     root: Path = Path(".")
     metrics: Path = Path("metrics")
+    evaluation: Path = Path("data/evaluation")
+    split_modes: Path = Path("data/split_modes")
     plots: Path = Path("plots")
     predictions: Path = Path("data/predictions")
     split: Path = SPLIT_DIR
@@ -57,12 +59,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def load_model_metrics(metrics_dir: Path, runs: Iterable[Mapping[str, str]] | None = None) -> dict[str, dict[str, dict]]:
-    """{task: {model: metrics}} from metrics/<task>/<model>.json; with `runs` (train.runs), only those: a run taken
-    out of the config leaves its old file behind."""
+def load_model_metrics(evaluation_dir: Path, runs: Iterable[Mapping[str, str]] | None = None) -> dict[str, dict[str, dict]]:
+    """{task: {model: evaluation}} from data/evaluation/<task>/<model>.json; with `runs` (train.runs), only those: a
+    run taken out of the config leaves its old file behind."""
     wanted = None if runs is None else {(r["task"], r["model"]) for r in runs}
     out: dict[str, dict[str, dict]] = {}
-    for path in sorted(Path(metrics_dir).glob("*/*.json")):
+    for path in sorted(Path(evaluation_dir).glob("*/*.json")):
         if wanted is not None and (path.parent.name, path.stem) not in wanted:
             continue
         metrics = json.loads(path.read_text())
@@ -291,6 +293,34 @@ def lattice_table(all_metrics: Mapping[str, dict[str, dict]], lattice_task: str 
     return table.sort_values(["task", "Bravais accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
+def results_table(metrics_dir: Path, tasks_cfg: Mapping[str, Any], published: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per task: its champion (chosen on the validation rows), the champion's test figure, the best baseline on
+    the same test rows, and the published anchors; read from metrics/register.json and the champions' metrics files.
+    The README's results table is this table (a test compares them)."""
+    register = json.loads((Path(metrics_dir) / "register.json").read_text())
+    rows = []
+    for task, chosen in register["tasks"].items():
+        model = chosen["champion"]
+        m = json.loads((Path(metrics_dir) / task / f"{model}.json").read_text())
+        classification = tasks_cfg[task]["kind"] == "classification"
+        key = "accuracy" if classification else "mae"
+        pick = max if classification else min
+        name, baseline = pick(((n, b[key]) for n, b in m["baselines"].items() if key in b), key=lambda nb: nb[1])
+        anchors, by_rows = [], {}
+        for entry in (e for e in published if e["task"] == task):
+            by_rows.setdefault(entry.get("test_rows"), []).append(f"{entry['work'].split(' (')[0].split(',')[0]} {entry['value']}")
+        for test_rows, works in by_rows.items():
+            ours = m.get("test_by_source", {}).get(test_rows or "", {}).get(key)
+            anchors.append(", ".join(works) + (f" (same {test_rows} test rows; ours {fmt(ours)})" if ours is not None else ""))
+        rows.append({"task": task, "champion": model,
+                     "test metric": "top-1 accuracy" if classification else "MAE (Å³/atom)" if "per_atom" in task else "MAE (Å³)",
+                     "champion": model, "test": m["test"][key],
+                     "top-5": m["test"].get("top5_accuracy") if classification else None,
+                     "best baseline": f"{fmt(baseline)} ({name.replace('_', ' ')})",
+                     "published (other data and splits)": "; ".join(anchors) or "–"})
+    return pd.DataFrame(rows, dtype=object)
+
+
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -301,20 +331,26 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
     dpi, top = int(cfg.get("figure_dpi", 110)), int(cfg.get("confusion_top_classes", 12))
     fig_dir = out_dir / "figures"
     metrics_dir = inputs.path(inputs.metrics)
-    all_metrics = load_model_metrics(metrics_dir, params["train"]["runs"].values())
+    evaluation_dir = inputs.path(inputs.evaluation)
+    all_metrics = load_model_metrics(evaluation_dir, params["train"]["runs"].values())
     if not all_metrics:
-        raise FileNotFoundError(f"no model metrics under {metrics_dir}/<task>/<model>.json: run the train stages first")
+        raise FileNotFoundError(f"no model evaluations under {evaluation_dir}/<task>/<model>.json: run the train stages first")
     leakage = _read_json(metrics_dir / "leakage_audit.json")
     conformal = _read_json(metrics_dir / "conformal.json")
     tasks_cfg = params.get("tasks", {})
     derived: dict[str, Any] = {"rows_per_crystal_system": {}, "accuracy_by_group": {}}
     md = ["# xtalml results", "",
           "Written by the `report` stage of `dvc repro`. Every number below is read from a file the pipeline wrote "
-          "(`metrics/`, `plots/`); the class counts and per-group accuracies are computed here from the feature tables "
-          "and `data/predictions/` and saved in `reports/metrics.json`. All model numbers are on each task's held-out test split, "
+          "(`metrics/`, `data/evaluation/`, `plots/`); the class counts and per-group accuracies are computed here from the feature tables "
+          "and `data/predictions/` and saved in `reports/derived.json`. All model numbers are on each task's held-out test split, "
           "grouped by reduced formula (one assignment shared by every table) so no compound is in both train and test. "
           "Volumes are in Å³.", ""]
 
+    if (metrics_dir / "register.json").exists():
+        md += ["## Results", "",
+               "Each task's champion (best on the validation rows, registered as `xtalml-<task>@champion`) on its test "
+               "rows, beside the best baseline on the same rows; published figures come from other data and splits.", "",
+               markdown_table(results_table(metrics_dir, tasks_cfg, list(cfg.get("published", [])))), ""]
     md += ["## Data", ""]
     summary = data_summary(metrics_dir, params.get("sources", {}))
     tables = task_tables(tasks_cfg, _read_json(metrics_dir / "split.json"), inputs.root, inputs.path(inputs.split))
@@ -416,7 +452,7 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
            "Published numbers come from other data, other label sets and other (mostly random) splits; they are "
            "not comparable one to one with ours. They are here so a reader sees the comparison and its limits.", "",
            markdown_table(published_table(list(cfg.get("published", [])), all_metrics, leakage)), ""]
-    modes = _read_json(metrics_dir / "split_modes.json")
+    modes = _read_json(inputs.path(inputs.split_modes) / "evaluation.json")
     if modes:
         md += ["## Split by formula and by chemical system", "",
                "Grouping by reduced formula still lets near-duplicates (same elements, fractions within 0.02) sit in "
