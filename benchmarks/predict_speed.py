@@ -1,12 +1,18 @@
-"""Batch prediction time: 10,000 formulas through `predict_formulas` with the models `dvc repro` wrote.
+"""Prediction time: cold start of `xtalml predict NaCl`, then 10,000 formulas through `predict_formulas`.
 
-Usage: python benchmarks/predict_speed.py [--n 10000] [--models models] [--coverage 0.9]
-Formulas are the test-split formulas of sg_from_composition's table, repeated if fewer than --n;
-run `dvc repro` first. Prints the model loading time, then the prediction time with and without conformal sets.
+Usage: python benchmarks/predict_speed.py [--n 10000] [--models models] [--coverage 0.9] [--cold-runs 3]
+Cold start: the command run --cold-runs times in fresh processes with the default (champion) models; prints the
+median wall time and the largest max RSS. Batch: the test-split formulas of sg_from_composition's table, repeated
+if fewer than --n; prints the model loading time, then the prediction time with and without conformal sets.
+Run `dvc repro` first. The server figures come from benchmarks/serve_load.py.
 """
 
 import argparse
+import os
 import resource
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +26,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--coverage", type=float, default=0.9)
+    parser.add_argument("--cold-runs", type=int, default=3)
     args = parser.parse_args()
+
+    walls, peaks = [], []
+    for _ in range(args.cold_runs):
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "xtalml", "predict", "NaCl", "--models", str(args.models)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(child.pid, 0)
+        walls.append(time.perf_counter() - started)
+        peaks.append(usage.ru_maxrss / 1024)
+        if status != 0:
+            raise SystemExit(f"xtalml predict NaCl failed: {child.stderr.read().decode()[-2000:]}")
+    print(f"cold start, xtalml predict NaCl with the champions: median {statistics.median(walls):.2f} s wall "
+          f"({', '.join(f'{w:.2f}' for w in walls)}), max RSS {max(peaks):.0f} MB")
 
     table = read_table(task_sources(load_params()["tasks"]["sg_from_composition"]), ["id", "formula"])
     test = table.query("part == 'test'")["formula"].drop_duplicates().tolist()

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from xtalml.evaluation.conformal import (conformal_evaluation, conformal_threshold, nonconformity, prediction_sets,
+from xtalml.evaluation.conformal import (conformal_evaluation, conformal_threshold, mondrian_key, mondrian_sets,
+                                        mondrian_thresholds, nonconformity, prediction_sets,
                                          set_coverage, top_k_curve)
 
 
@@ -63,8 +64,9 @@ def test_top_k_curve_rises_to_one():
 
 
 @pytest.mark.parametrize("overrides", [["conformal.model=two_stage"],
-                                       ["+models.random_forest.refit_with_val_rows=true"]])
-def test_the_stage_refuses_a_model_that_saw_the_validation_rows(tmp_path, overrides):
+                                       ["conformal.model=random_forest", "+models.random_forest.refit_with_val_rows=true"],
+                                       ["conformal.model=mlp_classifier"]])
+def test_validation_calibration_refuses_a_model_that_saw_the_validation_rows(tmp_path, overrides):
     import subprocess
     import sys
 
@@ -73,9 +75,36 @@ def test_the_stage_refuses_a_model_that_saw_the_validation_rows(tmp_path, overri
     from xtalml.config import REPO_ROOT, compose
 
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(compose(overrides), sort_keys=False))
+    params.write_text(yaml.safe_dump(compose(["conformal.calibration=validation", *overrides]), sort_keys=False))
     done = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "conformal.py"), "--params", str(params)],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode != 0 and "saw the validation rows in training" in done.stderr
-    assert "choose one trained on the train rows only: logistic_regression" in done.stderr
-    assert "two_stage" not in done.stderr.split("only:")[1] and "lightgbm" not in done.stderr.split("only:")[1]
+    assert "use calibration: chemical_system" in done.stderr
+
+
+def test_mondrian_sets_use_each_groups_threshold():
+    rng = np.random.default_rng(3)
+    classes = np.arange(20).astype(str)
+
+    def rows(n):  # calibrated on binaries (key 2), over-confident on ternaries (key 3): 40 % of their labels are noise
+        proba, y = _draw(rng, 2 * n)
+        keys = np.repeat([2, 3], n)
+        noise = (keys == 3) & (rng.random(2 * n) < 0.4)
+        y[noise] = rng.integers(0, 20, noise.sum()).astype(str)
+        return proba, y, keys
+
+    proba, y, keys = rows(3000)
+    scores = nonconformity(proba, classes, y)
+    test_proba, test_y, keys = rows(3000)
+    thresholds = mondrian_thresholds(scores, keys, 0.9)
+    assert set(thresholds) == {-1, 2, 3} and thresholds[2] < thresholds[3]
+    mask = mondrian_sets(test_proba, keys, thresholds)
+    for key in (2, 3):  # each group reaches the target on its own, not only on average
+        rows = keys == key
+        assert 0.875 <= set_coverage(mask[rows], classes, test_y[rows])["coverage"] <= 0.93
+    pooled = prediction_sets(test_proba, thresholds[-1])
+    assert set_coverage(pooled[keys == 3], classes, test_y[keys == 3])["coverage"] < 0.875  # one threshold under-covers
+    unseen = mondrian_sets(test_proba[:5], np.full(5, 7), thresholds)  # a group with no calibration rows: the pooled one
+    assert (unseen == prediction_sets(test_proba[:5], thresholds[-1])).all()
+    assert mondrian_key(["NaCl", "SrTiO3", "Fe", "KAlSi3O8", "CaMgFeAlSiO"], "n_elements").tolist() == [2, 3, 1, 4, 5]
+    assert mondrian_key(["NaCl"], None).tolist() == [0]

@@ -195,7 +195,11 @@ def test_report_numbers_trace_to_metrics_files(repo):
         for group, accuracy in groups["accuracy"].items():
             assert f"| {group} | {fmt(groups['rows'][group])} | {fmt(accuracy)} |" in text, (task, group)
     conformal = json.loads((root / "metrics" / "conformal.json").read_text())
-    assert fmt(conformal["sets"]["0.9"]["coverage"]) in text
+    register = json.loads((root / "metrics" / "register.json").read_text())
+    assert conformal["model"] == register["tasks"]["sg_from_composition"]["champion"]  # sets for the champion
+    assert set(conformal["test"]) == {"main_split", "chemical_system_split"}  # coverage on the test rows of both splits
+    for split, scored in conformal["test"].items():
+        assert f"| {split.replace('_', ' ')} ({fmt(scored['rows'])}) | 0.900 | {fmt(scored['sets']['0.9']['coverage'])} |" in text
     assert conformal["calibration_rows"] > 0 and (root / "models/conformal/sg_from_composition.json").exists()
 
 
@@ -213,8 +217,11 @@ def test_predict_returns_conformal_sets_and_uses_mlflow_runs(repo):
     wide = subprocess.run(cmd[:-4] + ["--coverage", "0.99", "--format", "json"], cwd=root, env=env, capture_output=True, text=True)
     assert len(json.loads(wide.stdout)["predictions"][0]["space_group_set"]["groups"]) >= len(
         json.loads(proc.stdout)["predictions"][0]["space_group_set"]["groups"])
-    other = subprocess.run(cmd + ["--sg-from-composition", "knn"], cwd=root, env=env, capture_output=True, text=True)
-    assert other.returncode == 2 and "calibration is for random_forest" in other.stderr
+    champion = json.loads((root / "metrics" / "register.json").read_text())["tasks"]["sg_from_composition"]["champion"]
+    assert all(a["models"]["sg_from_composition"] == champion for a in json.loads(proc.stdout)["predictions"])
+    another = "knn" if champion != "knn" else "random_forest"
+    other = subprocess.run(cmd + ["--sg-from-composition", another], cwd=root, env=env, capture_output=True, text=True)
+    assert other.returncode == 2 and f"calibration is for {champion}" in other.stderr
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sg_from_composition").experiment_id
@@ -269,3 +276,47 @@ def test_predict_answers_good_inputs_and_names_bad_ones(repo, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--models", str(tmp_path)],
                              cwd=root, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "is missing: run `dvc repro train@" in missing.stderr
+
+
+def test_predict_answers_with_each_tasks_champion_by_default(repo):
+    root, env = repo
+    register = json.loads((root / "metrics" / "register.json").read_text())["tasks"]
+    proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--format", "json"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)["predictions"][0]
+    assert answer["models"] == {task: register[task]["champion"] for task in answer["models"]}
+    assert set(answer["models"]) == {"bravais_from_composition", "sg_from_composition", "volume_per_atom_from_composition"}
+    table = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--format", "csv"], cwd=root, env=env,
+                           capture_output=True, text=True)
+    row = pd.read_csv(__import__("io").StringIO(table.stdout)).iloc[0]
+    assert row["model_space_group"] == register["sg_from_composition"]["champion"]
+
+
+def test_conformal_sets_for_an_early_stopping_network(repo, tmp_path):
+    """A non-forest classifier that early-stops: its copy watches half the validation chemical systems, the other half
+    calibrates it, and predict then answers with its sets."""
+    from xtalml.config import compose
+
+    root, env = repo
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(compose([*TINY, "conformal.model=mlp_classifier"]), sort_keys=False))
+    out, metrics = tmp_path / "conformal", tmp_path / "conformal.json"
+    _run([sys.executable, "stages/conformal.py", "--params", str(params), "--out", str(out), "--metrics", str(metrics)],
+         root, env)
+    result = json.loads(metrics.read_text())
+    assert result["model"] == "mlp_classifier" and set(result["test"]) == {"main_split", "chemical_system_split"}
+    full = json.loads((root / "metrics" / "conformal.json").read_text())
+    assert 0 < result["calibration_rows"] < full["calibration_rows"]  # half of the validation groups, not all
+    for scored in result["test"].values():
+        sizes = [s["mean_set_size"] for s in scored["sets"].values()]
+        assert sizes == sorted(sizes) and all(0 <= s["coverage"] <= 1 for s in scored["sets"].values())
+    models = tmp_path / "models"
+    __import__("shutil").copytree(root / "models", models)
+    (models / "conformal" / "sg_from_composition.json").write_text((out / "sg_from_composition.json").read_text())
+    proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "SrTiO3", "--models", str(models),
+                           "--sg-from-composition", "mlp_classifier", "--coverage", "0.8", "--format", "json"],
+                          cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for answer in json.loads(proc.stdout)["predictions"]:
+        assert answer["models"]["sg_from_composition"] == "mlp_classifier" and answer["space_group_set"]["groups"]

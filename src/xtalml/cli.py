@@ -10,7 +10,7 @@ from pathlib import Path
 
 from xtalml.chemistry import shorten
 from xtalml.cif.parse import MAX_FILE_BYTES
-from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_scores, default_timeout, load_predictor,
+from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_for, default_timeout, load_predictor,
                             predict_cifs, predict_formulas)
 
 
@@ -90,18 +90,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="MLflow tracking URI for --mlflow-run and --model-uri (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--model-uri", default=None, metavar="URI",
                    help="answer with a registered predictor instead of --models, e.g. models:/xtalml-predictor@champion")
-    for task, model in DEFAULT_MODELS.items():
-        p.add_argument(f"--{task.replace('_', '-')}", default=model, metavar="MODEL", help=f"model for {task} (default {model})")
+    for task in DEFAULT_MODELS:
+        p.add_argument(f"--{task.replace('_', '-')}", default=None, metavar="MODEL",
+                       help=f"model for {task} (default: its champion in metrics/register.json)")
     args = parser.parse_args(argv)
 
     formulas, cifs, errors = _read_inputs(args.inputs)
     if args.model_uri:
         return _predict_with_model_uri(args, formulas, cifs, errors)
-    choice = {task: getattr(args, task) for task in DEFAULT_MODELS}
+    choice = {task: getattr(args, task) for task in DEFAULT_MODELS if getattr(args, task)}
     try:
         predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri)
         if args.coverage is not None:  # fail before any work when the sets cannot be made
-            calibration_scores(predictor)
+            calibration_for(predictor)
     except (FileNotFoundError, ValueError) as exc:
         print(f"xtalml predict: {exc}", file=sys.stderr)
         return 2

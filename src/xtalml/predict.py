@@ -14,13 +14,27 @@ import pandas as pd
 from xtalml.cif.parse import parse_cif
 from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
 from xtalml.cif.symmetry import space_group_info
-from xtalml.evaluation.conformal import conformal_threshold, prediction_sets
+from xtalml.evaluation.conformal import mondrian_key, mondrian_sets, mondrian_thresholds
 from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, formula_arrays
 from xtalml.config import load_params
 from xtalml.features.geometry import analytic_volume
 
+# The tasks predict answers, and the model each falls back to where no register stage has chosen a champion yet
 DEFAULT_MODELS = {"bravais_from_composition": "random_forest", "sg_from_composition": "random_forest",
                   "volume_per_atom_from_composition": "mlp_regressor"}
+REGISTER_FILE = Path("metrics/register.json")
+TASK_COLUMNS = {"bravais_from_composition": "bravais", "sg_from_composition": "space_group",
+                "volume_per_atom_from_composition": "volume_per_atom"}
+
+
+def champion_models(register_file: Path = REGISTER_FILE) -> dict[str, str]:
+    """Each predict task's champion, as the register stage chose it on the validation rows (metrics/register.json);
+    DEFAULT_MODELS for a task it lists no champion for, or where the file is missing."""
+    try:
+        chosen = json.loads(Path(register_file).read_text())["tasks"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        chosen = {}
+    return {task: chosen.get(task, {}).get("champion") or model for task, model in DEFAULT_MODELS.items()}
 
 
 @dataclass
@@ -38,8 +52,9 @@ class Predictor:
 
 def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] | None = None,
                    mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None) -> Predictor:
-    """Load models/<task>/<model>.pkl for each task, or a logged MLflow run's model in place of its task's file."""
-    bundles, names = {}, dict(choice or DEFAULT_MODELS)
+    """Load models/<task>/<model>.pkl for each task (by default its champion), or a logged MLflow run's model in place
+    of its task's file."""
+    bundles, names = {}, champion_models() | dict(choice or {})
     for run_id in mlflow_runs:
         task, model, bundle = _bundle_from_mlflow(run_id, tracking_uri)
         bundles[task], names[task] = bundle, model
@@ -98,8 +113,8 @@ def feature_groups(predictor: Predictor, params_path: Path = Path("params.yaml")
     return [*GROUPS, AMOUNTS_GROUP, *needed], {t: tables[t] for t in needed}
 
 
-def calibration_scores(predictor: Predictor) -> list[float]:
-    """The conformal calibration scores of the space-group model in use (errors name what to run or choose)."""
+def calibration_for(predictor: Predictor) -> dict[str, Any]:
+    """The conformal calibration of the space-group model in use (errors name what to run or choose)."""
     task = "sg_from_composition"
     cal = predictor.calibration.get(task)
     if cal is None:
@@ -107,13 +122,20 @@ def calibration_scores(predictor: Predictor) -> list[float]:
                                 "run `dvc repro conformal` first")
     if cal["model"] != predictor.bundles[task].get("name"):
         raise ValueError(f"the conformal calibration is for {cal['model']}, but space groups come from "
-                         f"{predictor.bundles[task].get('name')}: use --sg-from-composition {cal['model']}")
-    return cal["scores"]
+                         f"{predictor.bundles[task].get('name')}: use --sg-from-composition {cal['model']}, or "
+                         f"`dvc exp run -S conformal.model={predictor.bundles[task].get('name')}`")
+    return cal
 
 
-def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarray, coverage: float) -> list[list[dict]]:
-    """Split-conformal space-group sets at the given coverage, most probable group first."""
-    mask = prediction_sets(proba, conformal_threshold(calibration_scores(predictor), coverage))
+def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarray, coverage: float,
+                     formulas: Sequence[str]) -> list[list[dict]]:
+    """Split-conformal space-group sets at the given coverage, most probable group first; with a Mondrian
+    calibration, each formula gets the threshold of its group (its number of elements)."""
+    cal = calibration_for(predictor)
+    scores = np.asarray(cal["scores"], float)
+    keys = np.asarray(cal.get("keys") or np.zeros(len(scores), dtype=int))
+    thresholds = mondrian_thresholds(scores, keys, coverage)
+    mask = mondrian_sets(proba, mondrian_key(formulas, cal.get("mondrian")), thresholds)
     sets = []
     for row, keep in zip(proba, mask):
         idx = np.flatnonzero(keep)
@@ -158,7 +180,8 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
     features, errors = composition_features(list(formulas), groups, tables, parsed)
     features = pd.concat([features.reset_index(drop=True), element_tokens(list(formulas), parsed=parsed)], axis=1)
     good = [i for i in range(len(formulas)) if i not in errors]
-    answers: list[dict] = [{"input": formulas[i], "formula": formulas[i]} for i in good]
+    models = {task: bundle.get("name") for task, bundle in predictor.bundles.items()}
+    answers: list[dict] = [{"input": formulas[i], "formula": formulas[i], "models": dict(models)} for i in good]
     if good:
         frame = features.iloc[good]
         probas = {}
@@ -171,7 +194,8 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
                     answer[key] = ([{"lattice": classes[j], "p": round(float(row[j]), 4)} for j in idx]
                                    if key == "bravais_top3" else [_sg_entry(classes[j], row[j]) for j in idx])
                 if key == "space_group_top5" and coverage is not None:
-                    for answer, groups in zip(answers, space_group_sets(predictor, proba, classes, coverage)):
+                    sets = space_group_sets(predictor, proba, classes, coverage, [formulas[i] for i in good])
+                    for answer, groups in zip(answers, sets):
                         answer["space_group_set"] = {"coverage": coverage, "groups": groups}
         if "sg_from_composition" in probas:
             group_proba, group_classes = probas["sg_from_composition"]
@@ -253,5 +277,7 @@ def answers_table(answers: list[dict]) -> pd.DataFrame:
         for key in ("volume_per_atom", "cell_volume"):
             if key in a:
                 row[key] = a[key]
+        for task, model in a.get("models", {}).items():  # which model gave each answer
+            row[f"model_{TASK_COLUMNS[task]}"] = model
         rows.append(row)
     return pd.DataFrame(rows)

@@ -14,7 +14,8 @@ import mlflow.pyfunc
 import pandas as pd
 
 from xtalml.models.registry import pip_requirements, task_inputs
-from xtalml.predict import DEFAULT_MODELS, answers_table, load_predictor, predict_cifs, predict_formulas
+from xtalml.predict import (DEFAULT_MODELS, TASK_COLUMNS, answers_table, load_predictor, predict_cifs,
+                            predict_formulas)
 from xtalml.tasks import load_task
 from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, pinned, tracking_uri
 
@@ -23,7 +24,8 @@ PREDICTOR_NAME = "xtalml-predictor"
 PREDICTOR_EXPERIMENT = "xtalml-predictor"
 # columns of the predictor's answer table, fixed so the served signature does not depend on the input
 ANSWER_COLUMNS = ["input", "formula", "error", *[f"{k}_{i}" for i in (1, 2, 3) for k in ("bravais", "p_bravais")],
-                  *[f"{k}_{i}" for i in (1, 2, 3, 4, 5) for k in ("sg", "p_sg")], "volume_per_atom", "cell_volume"]
+                  *[f"{k}_{i}" for i in (1, 2, 3, 4, 5) for k in ("sg", "p_sg")], "volume_per_atom", "cell_volume",
+                  *[f"model_{column}" for column in TASK_COLUMNS.values()]]   # the model that gave each answer
 
 
 def registered_name(task: str) -> str:
@@ -198,7 +200,7 @@ def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path:
         return {"name": PREDICTOR_NAME, "version": int(current.version), "new_version": False}
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "formula", required=False), ColSpec("string", "cif", required=False)]),
-        outputs=Schema([ColSpec("string" if c in ("input", "formula", "error") or c.startswith(("bravais_", "sg_"))
+        outputs=Schema([ColSpec("string" if c in ("input", "formula", "error") or c.startswith(("bravais_", "sg_", "model_"))
                                 else "double", c, required=False) for c in ANSWER_COLUMNS]))
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 
 def _true_columns(classes: Sequence, y_true: Sequence) -> np.ndarray:
@@ -67,3 +69,130 @@ def conformal_evaluation(calibration_scores: np.ndarray, proba_test: np.ndarray,
         out[f"{coverage:g}"] = {"target": float(coverage), "threshold": threshold,
                                 **set_coverage(prediction_sets(proba_test, threshold), classes, y_test)}
     return out
+
+
+def calibration_model(model_name: str, model_cfg: Mapping[str, Any], task, seed: int):
+    """A copy of a model fitted on `task`'s train rows alone, and the mask of the validation rows left to calibrate it.
+
+    A model that early-stops watches half of the validation groups (chemical systems or formulas, whole) and is
+    calibrated on the other half, so no calibration row ever steered its fit."""
+    from xtalml.models.registry import build_model, early_stops
+
+    model = build_model(model_name, model_cfg, seed, task.feature_names)
+    groups = task.frames["val"]["group"].astype(str).to_numpy()
+    if not early_stops(model_name, model_cfg):
+        return model.fit(task.X["train"], task.y["train"]), np.ones(len(groups), dtype=bool)
+    names = np.unique(groups)
+    watched = np.isin(groups, np.random.default_rng(seed).permutation(names)[: len(names) // 2])
+    model.fit(task.X["train"], task.y["train"], task.X["val"][watched], task.y["val"][watched])
+    return model, ~watched
+
+
+def mondrian_key(formulas: Sequence[str], by: str | None) -> np.ndarray:
+    """The calibration group of each formula: its number of elements (1, 2, 3, 4, 5 for five or more), or one group."""
+    if not by:
+        return np.zeros(len(formulas), dtype=int)
+    if by != "n_elements":
+        raise ValueError(f"conformal.mondrian={by!r}: choose n_elements or null")
+    from xtalml.splitting import group_labels
+
+    systems = group_labels(pd.DataFrame({"formula": list(formulas), "reduced_formula": list(formulas)}), "chemical_system")
+    return np.minimum(systems.str.count("-").to_numpy() + 1, 5)
+
+
+def mondrian_thresholds(scores: np.ndarray, keys: np.ndarray, coverage: float) -> dict[int, float]:
+    """One split-conformal threshold per calibration group (Mondrian conformal prediction); key -1 is all rows."""
+    out = {-1: conformal_threshold(scores, coverage)}
+    for key in np.unique(keys):
+        out[int(key)] = conformal_threshold(scores[keys == key], coverage)
+    return out
+
+
+def mondrian_sets(proba: np.ndarray, keys: np.ndarray, thresholds: Mapping[int, float]) -> np.ndarray:
+    """Prediction sets with each row's group threshold (the pooled one for a group the calibration lacked)."""
+    mask = np.zeros(proba.shape, dtype=bool)
+    for key in np.unique(keys):
+        rows = keys == key
+        mask[rows] = prediction_sets(proba[rows], thresholds.get(int(key), thresholds[-1]))
+    return mask
+
+
+def mondrian_evaluation(scores: np.ndarray, keys: np.ndarray, proba: np.ndarray, test_keys: np.ndarray,
+                        classes: Sequence, y_test: Sequence, coverages: Sequence[float]) -> dict[str, Any]:
+    """Per target coverage: coverage reached on these test rows and set sizes, with per-group thresholds."""
+    out = {}
+    for coverage in coverages:
+        thresholds = mondrian_thresholds(scores, keys, coverage)
+        out[f"{coverage:g}"] = {"target": float(coverage),
+                                **set_coverage(mondrian_sets(proba, test_keys, thresholds), classes, y_test)}
+    return out
+
+
+SPLIT_MODES_DIR = "data/split_modes"  # the split_modes stage's assignment of every source by chemical system
+
+
+def conformal_model_name(params: Mapping[str, Any], task_name: str, metrics_dir: Path = Path("metrics")) -> str:
+    """conformal.model, or with `champion` the task's model best on the validation rows (as the register stage picks)."""
+    name = params["conformal"]["model"]
+    if name != "champion":
+        return name
+    from xtalml.serving import pick_champion, validation_scores
+
+    models = sorted({r["model"] for r in params["train"]["runs"].values() if r["task"] == task_name})
+    return pick_champion(validation_scores(task_name, models, metrics_dir), params["tasks"][task_name]["kind"])
+
+
+def calibrate_sets(params: Mapping[str, Any], root: Path = Path(".")) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Calibration scores for the configured model, and their coverage on the test rows of both splits.
+
+    calibration: chemical_system fits a copy of the model on the chemical-system split's train rows and calibrates on
+    its validation rows, whose element sets it never saw: scores of new chemistry, for any model, also one refitted on
+    the main split's validation rows. The sets are then tested with the deployed model on the main split's test
+    rows, and with the copy on the chemical-system split's test rows (rows neither model saw). calibration:
+    validation uses the deployed model's own validation rows (a model trained on the train rows alone).
+    """
+    import joblib
+
+    from xtalml.models.registry import task_inputs, trained_on_validation_rows
+    from xtalml.tasks import load_task, model_config
+
+    cfg = params["conformal"]
+    task_name, method, by = cfg["task"], cfg["calibration"], cfg.get("mondrian")
+    task_cfg = params["tasks"][task_name]
+    model_name = conformal_model_name(params, task_name, root / "metrics")
+    model_cfg = model_config(task_cfg, model_name, params["models"])
+    seed, coverages = int(params["train"]["seed"]), list(cfg["coverages"])
+    if method not in ("chemical_system", "validation"):
+        raise ValueError(f"conformal.calibration={method!r}: choose chemical_system or validation")
+    if method == "validation" and trained_on_validation_rows(model_name, model_cfg):
+        raise ValueError(f"conformal.calibration=validation: {model_name} saw the validation rows in training "
+                         f"(early stopping or refit_with_val_rows); use calibration: chemical_system")
+    if method == "chemical_system" and params["split_modes"]["group"] != "chemical_system":
+        raise ValueError("conformal.calibration=chemical_system reads the split_modes assignment: set "
+                         "split_modes.group: chemical_system")
+    deployed = joblib.load(root / "models" / task_name / f"{model_name}.pkl")["model"]
+    main = load_task(task_name, task_cfg, root, **task_inputs(model_name))
+    scored = {"main_split": (deployed, main)}
+    if method == "validation":
+        model, calibration_task, rows = deployed, main, np.ones(len(main.y["val"]), dtype=bool)
+    else:
+        calibration_task = load_task(task_name, task_cfg, root, split=root / SPLIT_MODES_DIR, **task_inputs(model_name))
+        model, rows = calibration_model(model_name, model_cfg, calibration_task, seed)
+        scored["chemical_system_split"] = (model, calibration_task)
+    classes = [str(c) for c in model.classes_]
+    scores = nonconformity(model.predict_proba(calibration_task.X["val"][rows]), classes, calibration_task.y["val"][rows])
+    keys = mondrian_key(calibration_task.frames["val"]["reduced_formula"].to_numpy()[rows], by)
+    result: dict[str, Any] = {"task": task_name, "model": model_name, "calibration": method, "mondrian": by,
+                              "calibration_rows": int(len(scores)), "test": {}}
+    for split, (fitted, task) in scored.items():
+        proba = fitted.predict_proba(task.X["test"])
+        test_keys = mondrian_key(task.frames["test"]["reduced_formula"].to_numpy(), by)
+        fitted_classes = [str(c) for c in fitted.classes_]
+        result["test"][split] = {"rows": int(len(task.y["test"])), "sets": {
+            k: {m: v[m] for m in ("coverage", "mean_set_size", "median_set_size")} for k, v in mondrian_evaluation(
+                scores, keys, proba, test_keys, fitted_classes, task.y["test"], coverages).items()}}
+        if split == "main_split":
+            result["top_k_accuracy"] = top_k_curve(proba, fitted_classes, task.y["test"], int(cfg["top_k_max"]))
+    calibration = {"task": task_name, "model": model_name, "calibration": method, "mondrian": by,
+                   "scores": [float(s) for s in scores], "keys": [int(k) for k in keys]}
+    return calibration, result

@@ -238,11 +238,14 @@ def leakage_table(leakage: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def conformal_table(conformal: Mapping[str, Any]) -> pd.DataFrame:
-    """Target coverage, coverage reached on the test rows, and set sizes."""
-    return pd.DataFrame([{"target coverage": s["target"], "threshold (1 − p)": s["threshold"], "coverage on test": s["coverage"],
-                          "mean set size": s["mean_set_size"], "median set size": s["median_set_size"],
-                          "singleton sets": s["singleton_share"], "largest set": s["max_set_size"]}
-                         for s in conformal["sets"].values()])
+    """Per target coverage: coverage reached and set sizes on the test rows of each split."""
+    rows = []
+    for split, scored in conformal["test"].items():
+        for target, s in scored["sets"].items():
+            rows.append({"test rows": f"{split.replace('_', ' ')} ({scored['rows']:,})", "target coverage": float(target),
+                         "coverage": s["coverage"], "mean set size": s["mean_set_size"],
+                         "median set size": s["median_set_size"]})
+    return pd.DataFrame(rows, dtype=object)
 
 
 def split_modes_table(modes: Mapping[str, Any], all_metrics: Mapping[str, dict[str, dict]],
@@ -477,10 +480,14 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                "rare-class merge), so (a) differs slightly from the task table above.", "",
                markdown_table(leakage_table(leakage)), ""]
     if conformal:
+        how = ("a copy of the model fitted on the chemical-system split's train rows, calibrated on that split's "
+               "validation rows (element sets it never saw); the main split's test rows are scored with the deployed "
+               "model, the chemical-system split's with the copy" if conformal["calibration"] == "chemical_system"
+               else "the model's own validation rows")
         md += ["## Calibrated prediction sets", "",
-               f"Split-conformal sets for `{conformal['task']}` ({conformal['model']}): calibrated on "
-               f"{conformal['calibration_rows']:,} validation rows the model never trained on, measured on "
-               f"{conformal['test_rows']:,} test rows, {conformal['classes']} classes. A set holds every space group "
-               "whose 1 − p is within the threshold (and always the top group). `xtalml predict --coverage 0.9` "
-               "returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
+               f"Split-conformal sets for `{conformal['task']}` ({conformal['model']}), calibrated on "
+               f"{conformal['calibration_rows']:,} rows: {how}"
+               + (f"; one threshold per {conformal['mondrian'].replace('_', ' ')} (Mondrian)" if conformal.get("mondrian") else "")
+               + ". A set holds every space group whose 1 − p is within the threshold (and always the top group). "
+               "`xtalml predict --coverage 0.9` returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
     return "\n".join(md), derived
