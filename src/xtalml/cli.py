@@ -10,8 +10,8 @@ from pathlib import Path
 
 from xtalml.chemistry import shorten
 from xtalml.cif.parse import MAX_FILE_BYTES
-from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_for, default_timeout, load_predictor,
-                            predict_cifs, predict_formulas)
+from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_for, champion_models, default_timeout,
+                            load_predictor, predict_cifs, predict_formulas)
 
 
 def _coverage(text: str) -> float:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     formulas, cifs, errors = _read_inputs(args.inputs)
     if args.model_uri:
         return _predict_with_model_uri(args, formulas, cifs, errors)
-    choice = {task: getattr(args, task) for task in DEFAULT_MODELS if getattr(args, task)}
+    choice = champion_models() | {task: getattr(args, task) for task in DEFAULT_MODELS if getattr(args, task)}
     try:
         predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri)
         if args.coverage is not None:  # fail before any work when the sets cannot be made

@@ -52,9 +52,9 @@ class Predictor:
 
 def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] | None = None,
                    mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None) -> Predictor:
-    """Load models/<task>/<model>.pkl for each task (by default its champion), or a logged MLflow run's model in place
-    of its task's file."""
-    bundles, names = {}, champion_models() | dict(choice or {})
+    """Load models/<task>/<model>.pkl for each task of `choice` (by default every task, with its champion), or a logged
+    MLflow run's model in place of its task's file."""
+    bundles, names = {}, dict(choice) if choice else champion_models()
     for run_id in mlflow_runs:
         task, model, bundle = _bundle_from_mlflow(run_id, tracking_uri)
         bundles[task], names[task] = bundle, model
