@@ -44,6 +44,8 @@ class Predictor:
     bundles: dict[str, dict[str, Any]]
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
     params_path: Path = Path("params.yaml")  # where the element tables of the embedding feature sets are declared
+    # (params_path, groups, tables) once read: parsing params.yaml cost about half of a one-formula answer
+    _groups: tuple | None = field(default=None, repr=False)
 
     def _proba(self, task: str, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model = self.bundles[task]["model"]
@@ -175,7 +177,9 @@ def lattice_and_group(group_proba: np.ndarray, group_classes: np.ndarray,
 def predict_formulas(predictor: Predictor, formulas: Sequence[str],
                      coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
-    groups, tables = feature_groups(predictor, predictor.params_path)
+    if predictor._groups is None or predictor._groups[0] != predictor.params_path:
+        predictor._groups = (predictor.params_path, *feature_groups(predictor, predictor.params_path))
+    _, groups, tables = predictor._groups
     parsed = formula_arrays(list(formulas))
     features, errors = composition_features(list(formulas), groups, tables, parsed)
     features = pd.concat([features.reset_index(drop=True), element_tokens(list(formulas), parsed=parsed)], axis=1)
