@@ -62,13 +62,10 @@ def top_k_curve(proba: np.ndarray, classes: Sequence, y_true: Sequence, k_max: i
 
 def conformal_evaluation(calibration_scores: np.ndarray, proba_test: np.ndarray, classes: Sequence, y_test: Sequence,
                          coverages: Sequence[float]) -> dict[str, Any]:
-    """Per target coverage: threshold, coverage reached on the test rows and set sizes."""
-    out = {}
-    for coverage in coverages:
-        threshold = conformal_threshold(calibration_scores, coverage)
-        out[f"{coverage:g}"] = {"target": float(coverage), "threshold": threshold,
-                                **set_coverage(prediction_sets(proba_test, threshold), classes, y_test)}
-    return out
+    """Per target coverage: coverage reached on the test rows and set sizes, with one threshold for all rows."""
+    scores = np.asarray(calibration_scores, float)
+    return mondrian_evaluation(scores, np.zeros(len(scores), dtype=int), proba_test, np.zeros(len(proba_test), dtype=int),
+                               classes, y_test, coverages)
 
 
 def calibration_model(model_name: str, model_cfg: Mapping[str, Any], task, seed: int):
