@@ -30,7 +30,9 @@ def test_dvc_stages_list_only_their_own_params():
             "bravais_from_composition", "volume_per_atom_from_composition")], "train.seed", "train.torch_threads"],
         # conformal: the champion's models.<name> reaches it through its model file, a dep (known only at run time)
         "conformal": ["conformal", "split_modes.group", "train.runs", "train.seed", "tasks.${conformal.task}"], "report": ["report", "sources", "tasks", "train.runs"],
-        "register": ["tasks", "train.runs", "featurize.element_tables"]}
+        "register": ["tasks", "train.runs", "featurize.element_tables"],
+        "lattice": ["lattice", "train.runs", "featurize.element_tables"],
+        "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"]}
     train = stages["train"]["do"]
     assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
     assert {"data/features", "data/split"} <= set(train["deps"])

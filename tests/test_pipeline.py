@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import joblib
 import pandas as pd
@@ -320,3 +321,56 @@ def test_conformal_sets_for_an_early_stopping_network(repo, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for answer in json.loads(proc.stdout)["predictions"]:
         assert answer["models"]["sg_from_composition"] == "mlp_classifier" and answer["space_group_set"]["groups"]
+
+
+def test_lattice_and_generate_stages_score_every_arm(repo):
+    from pymatgen.io.cif import CifParser
+
+    root, _ = repo
+    lattice = json.loads((root / "metrics/lattice.json").read_text())
+    assert lattice["test"]["rows_test"] > 0 and lattice["test"]["baseline_volume_mape"] > 0
+    per_lattice = json.loads((root / "data/evaluation/lattice.json").read_text())["test"]
+    assert per_lattice and sum(e["rows"] for e in per_lattice.values()) == lattice["test"]["rows_test"]
+    for entry in per_lattice.values():
+        assert all(f"baseline_{k}" in entry for k in entry if k.startswith("mae_"))  # each beside its baseline
+    bundle = joblib.load(root / "models/lattice/lattice.pkl")
+    assert bundle["feature_names"] and bundle["formula_units"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    generate = json.loads((root / "metrics/generate.json").read_text())
+    assert set(generate) == set(params["generate"]["arms"])
+    formulas = {arm: figures["formulas"] for arm, figures in generate.items()}
+    assert len(set(formulas.values())) == 1 and formulas["ours"] >= 1  # every arm on the same formulas
+    for figures in generate.values():
+        assert 0 <= figures["top1_cdvae"] <= figures["top5_cdvae"] <= figures["any_cdvae"] <= 1
+    curve = pd.read_csv(root / "plots/generate/match_curve.csv")
+    assert set(curve.columns) == {"candidates", *generate} and curve["candidates"].max() == params["generate"]["search"]["candidates"]
+    cifs = sorted((root / "data/generate/cifs/ours").rglob("*.cif"))
+    assert cifs and "# relaxed space group" in cifs[0].read_text()
+    assert CifParser(str(cifs[0])).parse_structures(primitive=False)
+    report = (root / "reports/report.md").read_text()
+    assert "## From formula to structure (CSP benchmark)" in report and "## Lattice parameters from composition" in report
+    assert (root / "reports/figures/csp_match_curve.png").exists()
+
+
+def test_predict_gives_the_headline_cell_and_generate_writes_ranked_cifs(repo, tmp_path):
+    root, env = repo
+    proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--format", "json"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    answer = json.loads(proc.stdout)["predictions"][0]
+    cell = answer["cell"]
+    assert {"a", "b", "c", "alpha", "beta", "gamma", "formula_units"} <= set(cell)
+    from xtalml.features.geometry import analytic_volume
+
+    volume = analytic_volume(*(cell[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")))
+    assert volume == pytest.approx(answer["volume_per_atom"] * 2 * cell["formula_units"], rel=1e-3)
+
+    out = tmp_path / "cifs"
+    proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "generate", "NaCl", "Xx2O", "--candidates", "2",
+                           "--out", str(out), "--format", "json"], cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # one bad formula: exit 1, the good one still answered
+    result = json.loads(proc.stdout)
+    assert "unknown element 'Xx'" in result["errors"]["Xx2O"]
+    [nacl] = result["structures"]
+    ranks = [c["rank"] for c in nacl["candidates"]]
+    assert nacl["input"] == "NaCl" and ranks == list(range(1, len(ranks) + 1))
+    assert all(Path(c["cif"]).is_relative_to(out) and Path(c["cif"]).exists() for c in nacl["candidates"])

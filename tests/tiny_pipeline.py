@@ -38,6 +38,10 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         *[f"tasks.{t}.min_class_count=2" for t in ("sg_from_geometry", "bravais_from_composition", "sg_from_composition")],
         *[f"++tasks.volume_per_atom_from_composition.model_overrides.{m}.max_epochs=2" for m in ("mlp_regressor", "tabnet", "wide_deep")],
         "++tasks.volume_from_geometry.model_overrides.tabnet.max_epochs=2",
+        # structures: a small lattice forest; two formulas, two candidates per arm, short relaxations on one worker
+        "lattice.model.n_estimators=10", "lattice.model.n_jobs=1", "generate.n_workers=1",
+        "generate.search.candidates=2", "generate.search.top_k=2", "generate.search.steps=40",
+        "generate.benchmark.formulas_per_bin=[1,1,0,0]",
         *[f"~train.runs.{run}" for run in compose()["train"]["runs"] if run not in TINY_RUNS]]
 
 

@@ -93,7 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     for task in DEFAULT_MODELS:
         p.add_argument(f"--{task.replace('_', '-')}", default=None, metavar="MODEL",
                        help=f"model for {task} (default: its champion in metrics/register.json)")
+    g = sub.add_parser("generate", help="candidate crystal structures for formulas, relaxed with CHGNet, ranked by energy")
+    g.add_argument("inputs", nargs="+", help="formulas, or .txt/.csv files of formulas (first column)")
+    g.add_argument("--candidates", type=int, default=None, metavar="N",
+                   help="candidates per formula (default: generate.search.candidates of params.yaml)")
+    g.add_argument("--out", type=Path, default=Path("generated"), help="folder for the CIFs (default: generated)")
+    g.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    g.add_argument("--models", type=Path, default=Path("models"), help="folder that `dvc repro` wrote (default: models)")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="a running Dask scheduler (default: generate.scheduler, else a local cluster)")
+    g.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        return _generate(args)
 
     formulas, cifs, errors = _read_inputs(args.inputs)
     if args.model_uri:
@@ -160,6 +172,58 @@ def _predict_with_model_uri(args, formulas: list[str], cifs: list[Path], errors:
         for item, reason in errors.items():
             print(f"xtalml predict: {item}: {reason}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _generate(args) -> int:
+    """`xtalml generate`: ranked candidate structures per formula, CIFs under --out, one table, JSON or CSV."""
+    import joblib
+
+    from xtalml.config import load_params
+    from xtalml.structures.search import SearchSettings, dask_client, generate_structures
+
+    formulas, cifs, errors = _read_inputs(args.inputs)
+    errors |= {str(path): "generate takes formulas; for a CIF's formula use `xtalml predict`" for path in cifs}
+    try:
+        cfg = load_params()["generate"]
+    except (FileNotFoundError, KeyError):
+        print("xtalml generate: no `generate` section in params.yaml; run it from the project folder", file=sys.stderr)
+        return 2
+    settings = SearchSettings.from_params(cfg["search"])
+    if args.candidates is not None:
+        if args.candidates < 1:
+            print("xtalml generate: --candidates must be at least 1", file=sys.stderr)
+            return 2
+        settings.candidates = args.candidates
+    tasks = ("sg_from_composition", "volume_per_atom_from_composition")
+    try:
+        predictor = load_predictor(args.models, {t: m for t, m in champion_models().items() if t in tasks})
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"xtalml generate: {exc}", file=sys.stderr)
+        return 2
+    lattice_path = args.models / "lattice" / "lattice.pkl"
+    lattice = joblib.load(lattice_path) if lattice_path.exists() else None
+    if lattice is None:
+        print(f"xtalml generate: {lattice_path} is missing (`dvc repro lattice`): PyXtal's own cell shapes are used",
+              file=sys.stderr)
+    answer = {"structures": [], "errors": {}}
+    if formulas:
+        with dask_client(args.scheduler or cfg.get("scheduler"), args.workers or cfg.get("n_workers")) as client:
+            answer = generate_structures(formulas, predictor, lattice, settings, client, args.out)
+    answer["errors"] = {shorten(k, 200): v for k, v in (errors | answer["errors"]).items()}
+    if args.format == "json":
+        print(json.dumps(answer, indent=2))
+    else:
+        import pandas as pd
+
+        rows = [{"input": s["input"], **c} for s in answer["structures"] for c in s["candidates"]]
+        columns = ["input", "rank", "space_group_number", "energy_per_atom", "volume_per_atom", "predicted_space_group",
+                   "p_group", "formula_units", "atoms", "cif"]
+        table = pd.DataFrame(rows, columns=columns)
+        if len(table):
+            print(table.to_csv(index=False) if args.format == "csv" else table.to_string(index=False), end="\n")
+        for item, reason in answer["errors"].items():
+            print(f"xtalml generate: {item}: {reason}", file=sys.stderr)
+    return 1 if answer["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -83,4 +83,8 @@ def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
             plots.append({f"{task} predicted vs true": {
                 "template": "scatter", "x": "true", "y": {path: "predicted" for path in files},
                 "x_label": f"true {spec['target']} ({unit})", "y_label": f"predicted {spec['target']} ({unit})"}})
+    if "generate" in params:
+        plots.append({"CSP benchmark: match rate against candidates per formula": {
+            "x": "candidates", "y": {"plots/generate/match_curve.csv": list(params["generate"]["arms"])},
+            "x_label": "candidates per formula", "y_label": "true structure found (CDVAE tolerances)"}})
     return plots

@@ -43,6 +43,7 @@ class Predictor:
 
     bundles: dict[str, dict[str, Any]]
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lattice: dict[str, Any] | None = None  # the lattice stage's model (models/lattice/lattice.pkl), when trained
     params_path: Path = Path("params.yaml")  # where the element tables of the embedding feature sets are declared
     # (params_path, groups, tables) once read: parsing params.yaml cost about half of a one-formula answer
     _groups: tuple | None = field(default=None, repr=False)
@@ -73,7 +74,28 @@ def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] 
     for path in sorted((Path(models_dir) / "conformal").glob("*.json")):
         cal = json.loads(path.read_text())
         calibration[cal["task"]] = cal
-    return Predictor(bundles, calibration)
+    lattice_path = Path(models_dir) / "lattice" / "lattice.pkl"
+    lattice = joblib.load(lattice_path) if "sg_from_composition" in bundles and lattice_path.exists() else None
+    return Predictor(bundles, calibration, lattice=lattice)
+
+
+def headline_cell(lattice_bundle: Mapping[str, Any], features: pd.DataFrame, formula: str, bravais: str,
+                  volume_per_atom: float) -> dict[str, Any] | None:
+    """a, b, c, alpha, beta, gamma of the headline lattice's conventional cell: the lattice model's shape, the volume
+    per atom times the atoms of Z formula units (Z: the lattice's median over the train rows)."""
+    from xtalml.structures.candidates import CandidateError, formula_counts
+    from xtalml.structures.lattice import cell_parameters
+
+    if not bravais or volume_per_atom is None or not np.isfinite(volume_per_atom):
+        return None
+    try:
+        _, counts = formula_counts(formula, 10_000)
+    except CandidateError:
+        return None
+    units = max(1, int(round(lattice_bundle["formula_units"].get(bravais, 1.0))))
+    free = lattice_bundle["model"].predict(features[lattice_bundle["feature_names"]].to_numpy(float), [bravais])[0]
+    cell = cell_parameters(bravais, free, volume_per_atom * units * sum(counts))
+    return {"formula_units": units, **{k: round(float(v), 4) for k, v in cell.items()}}
 
 
 def _bundle_from_mlflow(run_id: str, uri: str | None) -> tuple[str, str, dict[str, Any]]:
@@ -174,15 +196,44 @@ def lattice_and_group(group_proba: np.ndarray, group_classes: np.ndarray,
     return {"bravais_lattice": lattice, "space_group": _sg_entry(str(group_classes[j]), group_proba[j])}
 
 
-def predict_formulas(predictor: Predictor, formulas: Sequence[str],
-                     coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
-    """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
+def _formula_features(predictor: Predictor, formulas: Sequence[str]) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Every feature the loaded models read, one row per formula, and {row: problem} for formulas that cannot be read."""
     if predictor._groups is None or predictor._groups[0] != predictor.params_path:
         predictor._groups = (predictor.params_path, *feature_groups(predictor, predictor.params_path))
     _, groups, tables = predictor._groups
     parsed = formula_arrays(list(formulas))
     features, errors = composition_features(list(formulas), groups, tables, parsed)
     features = pd.concat([features.reset_index(drop=True), element_tokens(list(formulas), parsed=parsed)], axis=1)
+    return features, errors
+
+
+def formula_estimates(predictor: Predictor, formulas: Sequence[str]) -> dict[str, Any]:
+    """What a structure search needs of each formula: the space-group probabilities (every class), the volume per atom,
+    and {formula: problem} for formulas the models cannot read; rows follow `formulas`, NaN where there is a problem."""
+    features, errors = _formula_features(predictor, formulas)
+    out: dict[str, Any] = {"errors": {formulas[i]: reason for i, reason in errors.items()}, "features": features}
+    good = np.array([i not in errors for i in range(len(formulas))], dtype=bool)
+    for task, key in (("sg_from_composition", "space_group"), ("volume_per_atom_from_composition", "volume_per_atom")):
+        if task not in predictor.bundles:
+            continue
+        bundle = predictor.bundles[task]
+        X = features.loc[good, bundle["feature_names"]].to_numpy(float)
+        if key == "space_group":
+            proba, classes = predictor._proba(task, X) if good.any() else (np.zeros((0, 0)), np.array([], dtype=str))
+            full = np.full((len(formulas), proba.shape[1]), np.nan)
+            full[good] = proba
+            out["space_group_proba"], out["space_group_classes"] = full, classes
+        else:
+            full = np.full(len(formulas), np.nan)
+            full[good] = bundle["model"].predict(X) if good.any() else []
+            out["volume_per_atom"] = full
+    return out
+
+
+def predict_formulas(predictor: Predictor, formulas: Sequence[str],
+                     coverage: float | None = None) -> tuple[list[dict], dict[str, str]]:
+    """One answer per good formula (in input order) and {formula: problem} for the others; sets when coverage is given."""
+    features, errors = _formula_features(predictor, formulas)
     good = [i for i in range(len(formulas)) if i not in errors]
     models = {task: bundle.get("name") for task, bundle in predictor.bundles.items()}
     answers: list[dict] = [{"input": formulas[i], "formula": formulas[i], "models": dict(models)} for i in good]
@@ -213,6 +264,13 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
             volumes = bundle["model"].predict(frame[bundle["feature_names"]].to_numpy(float))
             for answer, v in zip(answers, volumes):  # NaN: the model cannot read this formula (too many elements)
                 answer["volume_per_atom"] = None if np.isnan(v) else round(float(v), 3)
+        if predictor.lattice is not None:
+            for k, answer in enumerate(answers):
+                if "prediction" in answer and answer.get("volume_per_atom") is not None:
+                    cell = headline_cell(predictor.lattice, frame.iloc[[k]], answer["formula"],
+                                         answer["prediction"]["bravais_lattice"], answer["volume_per_atom"])
+                    if cell:
+                        answer["cell"] = cell
     return answers, {formulas[i]: reason for i, reason in errors.items()}
 
 
@@ -281,6 +339,8 @@ def answers_table(answers: list[dict]) -> pd.DataFrame:
         for key in ("volume_per_atom", "cell_volume"):
             if key in a:
                 row[key] = a[key]
+        for key, value in a.get("cell", {}).items():  # the headline lattice's predicted cell
+            row[key if key == "formula_units" else f"cell_{key}"] = value
         for task, model in a.get("models", {}).items():  # which model gave each answer
             row[f"model_{TASK_COLUMNS[task]}"] = model
         rows.append(row)

@@ -115,3 +115,14 @@ def class_distribution_figure(counts: Mapping[str, pd.Series], title: str, path:
     ax.set(ylabel="share of rows", title=title)
     ax.title.set_fontsize(9)
     return _save(fig, path, dpi)
+
+
+def match_curve_figure(curves: Mapping[str, Sequence[float]], path: Path, dpi: int) -> Path:
+    """CSP benchmark: share of formulas whose true structure is among the first k candidates, one line per arm."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arm, rates in curves.items():
+        ax.plot(range(1, len(rates) + 1), rates, marker="o", ms=3, label=arm)
+    ax.set(xlabel="candidates per formula", ylabel="match rate (CDVAE tolerances)", ylim=(0, 1),
+           title="Structure found among the first k candidates")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)

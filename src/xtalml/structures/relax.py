@@ -1,0 +1,110 @@
+"""One candidate: a random symmetric structure from PyXtal at a space group and formula units, its lattice set to the
+predicted shape and volume, relaxed with CHGNet (weights from its wheel). Runs in a Dask worker, one thread each."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Mapping
+
+_CALCULATOR: dict[str, Any] = {}
+
+
+def _calculator():
+    """CHGNet's pretrained model as an ASE calculator, loaded once per worker process."""
+    if "chgnet" not in _CALCULATOR:
+        import torch
+
+        torch.set_num_threads(1)
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        model = CHGNet.load(verbose=False)
+        _CALCULATOR["chgnet"] = CHGNetCalculator(model=model, use_device="cpu")
+    return _CALCULATOR["chgnet"]
+
+
+def random_structure(group: int, species: list[str], counts: list[int], volume: float, cell: Mapping[str, float] | None,
+                     seed: int, attempts: int = 3):
+    """A PyXtal random crystal in the group with these atom counts (conventional cell), lattice scaled to `volume`;
+    with `cell` (a, b, c, alpha, beta, gamma) its shape is used when PyXtal can place the atoms in it."""
+    from pyxtal import pyxtal
+    from pyxtal.lattice import Lattice
+
+    crystal = None
+    for attempt in range(attempts):
+        crystal = pyxtal()
+        lattice = None
+        if cell is not None and attempt == 0:
+            try:
+                from pyxtal.symmetry import Group
+
+                ltype = Group(group).lattice_type
+                lattice = Lattice.from_para(*(cell[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")), ltype=ltype)
+            except Exception:  # PyXtal refuses a shape that its lattice type does not allow
+                lattice = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                crystal.from_random(3, group, species, counts, lattice=lattice, random_state=seed + attempt)
+        except Exception:  # noqa: BLE001 - PyXtal raises several types when it cannot place atoms
+            crystal = None
+            continue
+        if crystal.valid:
+            break
+        crystal = None
+    if crystal is None:
+        raise RuntimeError(f"PyXtal placed no {dict(zip(species, counts))} in group {group} after {attempts} attempts")
+    structure = crystal.to_pymatgen()
+    structure.scale_lattice(volume)
+    try:  # relaxation cost grows with the atoms: a centred cell relaxes as its primitive cell (up to 4x fewer)
+        return structure.get_primitive_structure(tolerance=0.01)
+    except Exception:  # noqa: BLE001 - a degenerate cell stays as PyXtal made it
+        return structure
+
+
+def relax(structure, fmax: float, steps: int, time_limit_s: float) -> tuple[Any, float, int, bool]:
+    """(relaxed structure, energy per atom in eV, steps taken, converged) with FIRE on cell and positions
+    (FrechetCellFilter); stops at `steps` or after time_limit_s."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor().get_atoms(structure)
+    atoms.calc = _calculator()
+    start, taken, converged = time.perf_counter(), 0, False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
+        for converged in optimizer.irun(fmax=fmax, steps=steps):
+            taken += 1
+            if converged or time.perf_counter() - start > time_limit_s:
+                break
+        energy = float(atoms.get_potential_energy()) / len(atoms)
+    return AseAtomsAdaptor().get_structure(atoms), energy, taken, bool(converged)
+
+
+def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Make (and unless spec['relax'] is false, relax) one candidate; a failure comes back as its reason, never raised."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    start = time.perf_counter()
+    out = {k: spec[k] for k in ("input", "arm", "index", "group", "units", "p_group")}
+    try:
+        structure = random_structure(spec["group"], list(spec["species"]), [spec["units"] * c for c in spec["counts"]],
+                                     spec["volume_per_atom"] * spec["units"] * sum(spec["counts"]), spec.get("cell"),
+                                     int(spec["seed"]))
+        energy, steps, converged = None, 0, None
+        if spec.get("relax", True):
+            structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"])
+        try:
+            found = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()
+        except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell
+            found = None
+        out |= {"structure": structure.as_dict(), "energy_per_atom": energy, "relax_steps": steps,
+                "converged": converged, "space_group_number": found,
+                "volume_per_atom": structure.volume / len(structure), "error": None}
+    except Exception as exc:  # noqa: BLE001 - one candidate's failure is data for the search, not a crash
+        out |= {"structure": None, "energy_per_atom": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    out["seconds"] = time.perf_counter() - start
+    return out
