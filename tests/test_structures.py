@@ -131,6 +131,18 @@ def test_time_limits_stop_a_relaxation_and_a_formula(local_client):
     assert any("time limit per formula (0 s) reached" in (r["error"] or "") for r in results[1:])
 
 
+def test_fixed_symmetry_keeps_the_candidates_group(local_client):
+    settings = SearchSettings(candidates=2, steps=30, fix_symmetry=True)
+    specs = candidate_specs("ZnO", "oracle", settings, volume_per_atom=12.0, true_group=186)
+    assert all(spec["fix_symmetry"] for spec in specs)
+    from pymatgen.core import Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    for result in run_specs(local_client, specs, 600):  # 186 or a supergroup: every operation of 6mm kept
+        structure = Structure.from_dict(result["structure"])
+        assert len(SpacegroupAnalyzer(structure, symprec=0.1).get_point_group_operations()) >= 12
+
+
 def test_a_killed_worker_loses_no_candidate():
     with dask_client(n_workers=2) as client:
         pids = client.run(os.getpid)

@@ -40,7 +40,8 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "++tasks.volume_from_geometry.model_overrides.tabnet.max_epochs=2",
         # structures: a small lattice forest; two formulas, two candidates per arm, short relaxations on one worker
         "lattice.model.n_estimators=10", "lattice.model.n_jobs=1", "generate.n_workers=1",
-        "generate.search.candidates=2", "generate.search.top_k=2", "generate.search.steps=40",
+        "generate.search.candidates=2", "generate.benchmark.search.candidates=2", "generate.search.top_k=2",
+        "generate.search.steps=40",
         "generate.benchmark.formulas_per_bin=[1,1,0,0]",
         *[f"~train.runs.{run}" for run in compose()["train"]["runs"] if run not in TINY_RUNS]]
 

@@ -41,15 +41,15 @@ def read_structure(path: Path):
 
 
 def benchmark_structures(source_dir: Path, split_file: Path, atom_bins: Sequence[int], per_bin: Sequence[int],
-                         seed: int) -> tuple[pd.DataFrame, list[Any]]:
-    """Test-split structures of the source that are ordered (integer formula, every occupancy 1), per_bin[i] of those
-    whose primitive cell holds a number of atoms in bin i (bins end at atom_bins), one per reduced formula, drawn
-    with seed."""
+                         seed: int, part: str = "test") -> tuple[pd.DataFrame, list[Any]]:
+    """Structures of one split part (test; val to tune on) of the source that are ordered (integer formula, every
+    occupancy 1), per_bin[i] of those whose primitive cell holds a number of atoms in bin i (bins end at atom_bins),
+    one per reduced formula, drawn with seed."""
     max_atoms = int(atom_bins[-1])
     rows = pd.read_parquet(source_dir / "structures.parquet",
                            columns=["id", "formula", "reduced_formula", "sg_number", "atoms_in_cell"])
     rows = rows.merge(pd.read_parquet(split_file, columns=["id", "part"]), on="id")
-    rows = rows[(rows["part"] == "test") & rows["sg_number"].notna()]
+    rows = rows[(rows["part"] == part) & rows["sg_number"].notna()]
     rows = rows[[np.isfinite(formula_units(f, n)) and formula_units(f, n) > 0 for f, n in zip(rows["formula"], rows["atoms_in_cell"])]]
     rows = rows.sample(frac=1.0, random_state=seed).drop_duplicates("reduced_formula")
     manifest = pd.read_csv(source_dir / "raw" / "manifest.csv").set_index("id")["path"]

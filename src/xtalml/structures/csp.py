@@ -29,11 +29,12 @@ def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[
     from xtalml.predict import formula_estimates
 
     cfg = params["generate"]
-    settings = SearchSettings.from_params(cfg["search"])
     bench = cfg["benchmark"]
+    settings = SearchSettings.from_params({**cfg["search"], **(bench.get("search") or {})})
     source = bench["source"]
     table, truths = benchmark_structures(Path("data/sources") / source, Path("data/split") / f"{source}.parquet",
-                                         list(bench["atom_bins"]), list(bench["formulas_per_bin"]), int(bench["seed"]))
+                                         list(bench["atom_bins"]), list(bench["formulas_per_bin"]), int(bench["seed"]),
+                                         bench.get("part", "test"))
     if table.empty:
         raise ValueError(f"generate: no ordered test structure of {source} fits the benchmark's atom bins")
     formulas = table["formula"].tolist()

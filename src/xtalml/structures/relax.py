@@ -3,6 +3,8 @@ predicted shape and volume, relaxed with CHGNet (weights from its wheel). Runs i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 import warnings
 from typing import Any, Mapping
@@ -19,8 +21,9 @@ def _calculator():
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
-        model = CHGNet.load(verbose=False)
-        _CALCULATOR["chgnet"] = CHGNetCalculator(model=model, use_device="cpu")
+        with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner: stdout is the CLI's JSON
+            model = CHGNet.load(verbose=False)
+            _CALCULATOR["chgnet"] = CHGNetCalculator(model=model, use_device="cpu")
     return _CALCULATOR["chgnet"]
 
 
@@ -40,7 +43,8 @@ def random_structure(group: int, species: list[str], counts: list[int], volume: 
                 from pyxtal.symmetry import Group
 
                 ltype = Group(group).lattice_type
-                lattice = Lattice.from_para(*(cell[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")), ltype=ltype)
+                lattice = Lattice.from_para(*(cell[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")), ltype=ltype,
+                                            random_state=seed)  # its own generator, unseeded by default
             except Exception:  # PyXtal refuses a shape that its lattice type does not allow
                 lattice = None
         try:
@@ -63,15 +67,22 @@ def random_structure(group: int, species: list[str], counts: list[int], volume: 
         return structure
 
 
-def relax(structure, fmax: float, steps: int, time_limit_s: float) -> tuple[Any, float, int, bool]:
+def relax(structure, fmax: float, steps: int, time_limit_s: float,
+          fix_symmetry: bool = False) -> tuple[Any, float, int, bool]:
     """(relaxed structure, energy per atom in eV, steps taken, converged) with FIRE on cell and positions
-    (FrechetCellFilter); stops at `steps` or after time_limit_s."""
+    (FrechetCellFilter), free to leave its space group unless fix_symmetry (ASE FixSymmetry); stops at `steps` or
+    after time_limit_s."""
+    from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
     from ase.optimize import FIRE
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = AseAtomsAdaptor().get_atoms(structure)
     atoms.calc = _calculator()
+    if fix_symmetry:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atoms.set_constraint(FixSymmetry(atoms, symprec=0.01))
     start, taken, converged = time.perf_counter(), 0, False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -81,6 +92,7 @@ def relax(structure, fmax: float, steps: int, time_limit_s: float) -> tuple[Any,
             if converged or time.perf_counter() - start > time_limit_s:
                 break
         energy = float(atoms.get_potential_energy()) / len(atoms)
+    atoms.set_constraint()  # the structure leaves without ASE's constraint objects
     return AseAtomsAdaptor().get_structure(atoms), energy, taken, bool(converged)
 
 
@@ -96,7 +108,8 @@ def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
                                      int(spec["seed"]))
         energy, steps, converged = None, 0, None
         if spec.get("relax", True):
-            structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"])
+            structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"],
+                                                        spec.get("fix_symmetry", False))
         try:
             found = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()
         except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from xtalml.cif.symmetry import space_group_info
+from xtalml.progress import progress
 from xtalml.structures.candidates import (CandidateError, formula_counts, plan_candidates, random_groups, top_groups)
 from xtalml.structures.lattice import cell_parameters
 
@@ -29,6 +30,7 @@ class SearchSettings:
     max_atoms: int = 40
     units_per_group: int = 2
     fmax: float = 0.1
+    fix_symmetry: bool = False
     steps: int = 200
     candidate_time_limit_s: float = 60.0
     formula_time_limit_s: float = 600.0
@@ -97,7 +99,8 @@ def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_
                       "p_group": float(weights.get(group, 0.0)), "species": species, "counts": counts,
                       "volume_per_atom": float(volume_per_atom), "cell": cell,
                       "seed": int(rng.integers(0, 2**31 - 1)), "relax": arm != "unrelaxed", "fmax": settings.fmax,
-                      "steps": settings.steps, "time_limit_s": settings.candidate_time_limit_s})
+                      "steps": settings.steps, "time_limit_s": settings.candidate_time_limit_s,
+                      "fix_symmetry": settings.fix_symmetry})
     return specs
 
 
@@ -117,7 +120,7 @@ def run_specs(client, specs: Sequence[Mapping[str, Any]], formula_time_limit_s: 
     owner = {f.key: s for f, s in zip(futures, specs)}
     spent: dict[str, float] = {}
     results: dict[str, dict] = {}
-    for future in as_completed(futures):
+    for future in progress(as_completed(futures), total=len(futures), desc="candidates", unit="structure"):
         spec = owner[future.key]
         if future.cancelled():
             continue
