@@ -13,7 +13,7 @@ import pandas as pd
 from xtalml.chemistry import FormulaError, parse_formula
 from xtalml.features.table import feature_columns
 from xtalml.structures.lattice import FREE_PARAMETERS, LatticeParameterRegressor, MedianLatticeParameters, scale_free
-from xtalml.tasks import FEATURES_DIR, SPLIT_DIR, read_table
+from xtalml.tasks import FEATURES_DIR, read_table
 
 CELL = ["a", "b", "c", "alpha", "beta", "gamma"]
 ELEMENTAL_VOLUME = "magpie_mean_GSvolume_pa"
