@@ -2,7 +2,6 @@
 budget (ours, random search, the true group as oracle, ours unrelaxed as CRYSPNet ranks), relaxed with CHGNet on Dask."""
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -46,7 +45,6 @@ def main() -> None:
               f"{figures['any_cdvae']:.3f} (CDVAE tolerances; default {figures['top5_default']:.3f} top-5), top-ranked "
               f"group right {figures['top1_space_group']:.3f}, {figures['candidate_seconds_per_formula']:.1f} s/formula")
     print(f"generate: {summary[next(iter(headline(summary)))]['formulas']} formulas in {summary['seconds']:.0f} s")
-    Path(args.metrics).write_text(json.dumps(headline(summary), indent=2) + "\n")
 
 
 if __name__ == "__main__":  # Dask's local worker processes re-import this file

@@ -185,3 +185,9 @@ def test_generate_runs_against_a_scheduler_given_by_address(tmp_path):
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+def test_search_settings_name_an_unknown_key():
+    assert SearchSettings.from_params({"candidates": 3}).candidates == 3
+    with pytest.raises(ValueError, match=r"unknown settings \['candidate'\]"):
+        SearchSettings.from_params({"candidate": 3})

@@ -185,10 +185,13 @@ def _generate(args) -> int:
     errors |= {str(path): "generate takes formulas; for a CIF's formula use `xtalml predict`" for path in cifs}
     try:
         cfg = load_params()["generate"]
+        settings = SearchSettings.from_params(cfg["search"])
     except (FileNotFoundError, KeyError):
         print("xtalml generate: no `generate` section in params.yaml; run it from the project folder", file=sys.stderr)
         return 2
-    settings = SearchSettings.from_params(cfg["search"])
+    except ValueError as exc:
+        print(f"xtalml generate: params.yaml: {exc}", file=sys.stderr)
+        return 2
     if args.candidates is not None:
         if args.candidates < 1:
             print("xtalml generate: --candidates must be at least 1", file=sys.stderr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -35,12 +35,13 @@ class SearchSettings:
     candidate_time_limit_s: float = 60.0
     formula_time_limit_s: float = 600.0
     seed: int = 42
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, cfg: Mapping[str, Any]) -> "SearchSettings":
-        known = {k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg and k != "extra"}
-        return cls(**known, extra={k: v for k, v in cfg.items() if k not in cls.__dataclass_fields__})
+        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"generate.search: unknown settings {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**cfg)
 
 
 @contextmanager
