@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from xtalml.config import load_params
-from xtalml.predict import load_predictor, predict_formulas
+from xtalml.predict import load_predictor, predict_formulas, serving_models
 from xtalml.tasks import read_table, task_sources
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     test = table.query("part == 'test'")["formula"].drop_duplicates().tolist()
     formulas = (test * (args.n // len(test) + 1))[: args.n]
     started = time.perf_counter()
-    predictor = load_predictor(args.models)
+    predictor = load_predictor(args.models, serving_models(args.models) or None, serving=True)  # as the command loads
     loaded = time.perf_counter() - started
     names = ", ".join(f"{task}: {bundle['name']}" for task, bundle in predictor.bundles.items())
     print(f"models loaded in {loaded:.2f} s ({names})")

@@ -5,9 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-import joblib
-
 from xtalml.config import load_params, section
+from xtalml.models.compact import compact_lattice, save_compact
 from xtalml.predict import formula_estimates, load_predictor
 from xtalml.serving import pick_champion, validation_scores
 from xtalml.structures.lattice_task import headline, train_lattice_task
@@ -41,8 +40,8 @@ with training_run("lattice_from_composition", "lattice_forest") as run:
     metrics = {"test": summary, "volume_model": champion}  # per-lattice figures: the evaluation file (the report's)
     for path, content in ((Path(args.out), None), (Path(args.evaluation), evaluation), (Path(args.metrics), metrics)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        if content is None:
-            joblib.dump(bundle, path)
+        if content is None:  # forests in compact form: predict maps them in milliseconds, same predictions
+            save_compact({**bundle, "model": compact_lattice(bundle["model"])}, path)
         else:
             path.write_text(json.dumps(content, indent=2) + "\n")
     flat = {f"test_{k}": v for k, v in summary.items() if v is not None}

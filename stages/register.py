@@ -41,6 +41,7 @@ needs = [line for task in choice for line in model_requirements(model_uris[task]
 predictor = register_predictor(Path(args.models), choice, Path(args.params), args.tracking_uri, needs)
 result["predictor"] = {"registered": predictor["name"], "version": predictor["version"], "models": choice}
 mark_model_training([*result["tasks"], PREDICTOR_EXPERIMENT], args.tracking_uri)
-print(f"register: {predictor['name']}@champion version {predictor['version']} with {choice}")
+print(f"register: {predictor['name']}@champion version {predictor['version']} with "
+      + ", ".join(f"{task} {e['model']} ({e['form']})" for task, e in predictor["served"].items()))
 Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
 Path(args.metrics).write_text(json.dumps(result, indent=2) + "\n")

@@ -95,7 +95,10 @@ def test_predict_gives_each_cif_the_parse_time_limit(models_dir, tmp_path, cod_c
     cif = next(iter(sorted(cod_cif_dir.glob("*.cif"))))
     hang = tmp_path / "hang.cif"
     hang.write_text(cif.read_text())
-    monkeypatch.setattr(predict_module, "parse_cif", _hang_on_some)  # the forked workers inherit the patch
+    import xtalml.cif.parse
+
+    monkeypatch.setattr(xtalml.cif.parse, "parse_cif", _hang_on_some)  # predict imports it when it reads CIFs; the
+    # forked workers inherit the patch
     predictor = load_predictor(models_dir, CHOICE)
     start = time.monotonic()
     answers, errors = predict_cifs(predictor, [hang, cif], timeout_s=2)

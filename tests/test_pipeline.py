@@ -294,6 +294,15 @@ def test_predict_answers_with_each_tasks_champion_by_default(repo):
                            capture_output=True, text=True)
     row = pd.read_csv(__import__("io").StringIO(table.stdout)).iloc[0]
     assert row["model_space_group"] == register["sg_from_composition"]["champion"]
+    # the register stage wrote the champions to models/predictor, compact where they have a compact form: the
+    # command reads those, and they answer exactly as the pickled champions do
+    from xtalml.predict import load_predictor, predict_formulas, serving_models
+
+    assert serving_models(root / "models") == {task: register[task]["champion"] for task in answer["models"]}
+    formulas = ["NaCl", "SrTiO3", "Fe2O3", "LiFePO4", "Qq"]
+    served = load_predictor(root / "models", serving_models(root / "models"), serving=True)
+    pickled = load_predictor(root / "models", serving_models(root / "models"))
+    assert predict_formulas(served, formulas) == predict_formulas(pickled, formulas)
 
 
 def test_conformal_sets_for_an_early_stopping_network(repo, tmp_path):

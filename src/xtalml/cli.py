@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return _predict_with_model_uri(args, formulas, cifs, errors)
     choice = champion_models() | {task: getattr(args, task) for task in DEFAULT_MODELS if getattr(args, task)}
     try:
-        predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri)
+        predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri, serving=True)
         if args.coverage is not None:  # fail before any work when the sets cannot be made
             calibration_for(predictor)
     except (FileNotFoundError, ValueError) as exc:
@@ -199,7 +199,8 @@ def _generate(args) -> int:
         settings.candidates = args.candidates
     tasks = ("sg_from_composition", "volume_per_atom_from_composition")
     try:
-        predictor = load_predictor(args.models, {t: m for t, m in champion_models().items() if t in tasks})
+        predictor = load_predictor(args.models, {t: m for t, m in champion_models().items() if t in tasks},
+                                   serving=True)
     except (FileNotFoundError, ValueError) as exc:
         print(f"xtalml generate: {exc}", file=sys.stderr)
         return 2

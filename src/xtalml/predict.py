@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import joblib
 import numpy as np
 import pandas as pd
 
-from xtalml.cif.parse import parse_cif
-from xtalml.cif.pool import DEFAULT_TIMEOUT_S, map_with_timeout
+from xtalml.cif.pool import DEFAULT_TIMEOUT_S
 from xtalml.cif.symmetry import space_group_info
-from xtalml.evaluation.conformal import mondrian_key, mondrian_sets, mondrian_thresholds
-from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, formula_arrays
 from xtalml.config import load_params
-from xtalml.features.geometry import analytic_volume
+from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, formula_arrays
 
 # The tasks predict answers, and the model each falls back to where no register stage has chosen a champion yet
 DEFAULT_MODELS = {"bravais_from_composition": "random_forest", "sg_from_composition": "random_forest",
                   "volume_per_atom_from_composition": "mlp_regressor"}
 REGISTER_FILE = Path("metrics/register.json")
+SERVING_DIR = "predictor"  # models/predictor: the register stage's champions in the form that loads fastest
 TASK_COLUMNS = {"bravais_from_composition": "bravais", "sg_from_composition": "space_group",
                 "volume_per_atom_from_composition": "volume_per_atom"}
 
@@ -53,16 +51,37 @@ class Predictor:
         return model.predict_proba(X), np.asarray(model.classes_).astype(str)
 
 
+def serving_models(models_dir: Path = Path("models")) -> dict[str, str]:
+    """{task: model} of the models the register stage wrote to models/predictor ({} before it has run)."""
+    try:
+        manifest = json.loads((Path(models_dir) / SERVING_DIR / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {task: entry["model"] for task, entry in manifest.items()}
+
+
 def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] | None = None,
-                   mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None) -> Predictor:
+                   mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None, serving: bool = False) -> Predictor:
     """Load models/<task>/<model>.pkl for each task of `choice` (by default every task, with its champion), or a logged
-    MLflow run's model in place of its task's file."""
+    MLflow run's model in place of its task's file. serving=True reads a model from models/predictor instead where the
+    register stage wrote that model there (the compact form: the same answers, memory-mapped, loaded in milliseconds)."""
+    import joblib
+
+    from xtalml.features.composition import use_saved_elemental_tables
+    from xtalml.models.compact import ELEMENT_TABLES, load_compact
+
     bundles, names = {}, dict(choice) if choice else champion_models()
+    served = serving_models(models_dir) if serving else {}
+    if served and (Path(models_dir) / SERVING_DIR / ELEMENT_TABLES).exists():
+        use_saved_elemental_tables(Path(models_dir) / SERVING_DIR / ELEMENT_TABLES)
     for run_id in mlflow_runs:
         task, model, bundle = _bundle_from_mlflow(run_id, tracking_uri)
         bundles[task], names[task] = bundle, model
     for task, model in names.items():
         if task in bundles:
+            continue
+        if served.get(task) == model:
+            bundles[task] = load_compact(Path(models_dir) / SERVING_DIR / f"{task}.joblib")
             continue
         path = Path(models_dir) / task / f"{model}.pkl"
         if not path.exists():
@@ -75,27 +94,36 @@ def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] 
         cal = json.loads(path.read_text())
         calibration[cal["task"]] = cal
     lattice_path = Path(models_dir) / "lattice" / "lattice.pkl"
-    lattice = joblib.load(lattice_path) if "sg_from_composition" in bundles and lattice_path.exists() else None
+    lattice = load_compact(lattice_path) if "sg_from_composition" in bundles and lattice_path.exists() else None
     return Predictor(bundles, calibration, lattice=lattice)
 
 
-def headline_cell(lattice_bundle: Mapping[str, Any], features: pd.DataFrame, formula: str, bravais: str,
-                  volume_per_atom: float) -> dict[str, Any] | None:
-    """a, b, c, alpha, beta, gamma of the headline lattice's conventional cell: the lattice model's shape, the volume
-    per atom times the atoms of Z formula units (Z: the lattice's median over the train rows)."""
+def headline_cells(lattice_bundle: Mapping[str, Any], features: pd.DataFrame, formulas: Sequence[str],
+                   bravais: Sequence[str | None], volume_per_atom: Sequence[float | None]) -> list[dict[str, Any] | None]:
+    """a, b, c, alpha, beta, gamma of each row's headline-lattice conventional cell: the lattice model's shape, the
+    volume per atom times the atoms of Z formula units (Z: the lattice's median over the train rows); None where the
+    lattice, the volume or an ordered formula is missing. One model call per lattice, not per row."""
     from xtalml.structures.candidates import CandidateError, formula_counts
     from xtalml.structures.lattice import cell_parameters
 
-    if not bravais or volume_per_atom is None or not np.isfinite(volume_per_atom):
-        return None
-    try:
-        _, counts = formula_counts(formula, 10_000)
-    except CandidateError:
-        return None
-    units = max(1, int(round(lattice_bundle["formula_units"].get(bravais, 1.0))))
-    free = lattice_bundle["model"].predict(features[lattice_bundle["feature_names"]].to_numpy(float), [bravais])[0]
-    cell = cell_parameters(bravais, free, volume_per_atom * units * sum(counts))
-    return {"formula_units": units, **{k: round(float(v), 4) for k, v in cell.items()}}
+    atoms: list[int | None] = []
+    for formula, lattice, volume in zip(formulas, bravais, volume_per_atom):
+        try:
+            ok = bool(lattice) and volume is not None and bool(np.isfinite(volume))
+            atoms.append(sum(formula_counts(formula, 10_000)[1]) if ok else None)
+        except CandidateError:
+            atoms.append(None)
+    rows = [i for i, n in enumerate(atoms) if n is not None]
+    out: list[dict[str, Any] | None] = [None] * len(formulas)
+    if not rows:
+        return out
+    X = features.iloc[rows][lattice_bundle["feature_names"]].to_numpy(float)
+    free = lattice_bundle["model"].predict(X, [bravais[i] for i in rows])
+    for i, shape in zip(rows, free):
+        units = max(1, int(round(lattice_bundle["formula_units"].get(bravais[i], 1.0))))
+        cell = cell_parameters(bravais[i], shape, volume_per_atom[i] * units * atoms[i])
+        out[i] = {"formula_units": units, **{k: round(float(v), 4) for k, v in cell.items()}}
+    return out
 
 
 def _bundle_from_mlflow(run_id: str, uri: str | None) -> tuple[str, str, dict[str, Any]]:
@@ -155,6 +183,8 @@ def space_group_sets(predictor: Predictor, proba: np.ndarray, classes: np.ndarra
                      formulas: Sequence[str]) -> list[list[dict]]:
     """Split-conformal space-group sets at the given coverage, most probable group first; with a Mondrian
     calibration, each formula gets the threshold of its group (its number of elements)."""
+    from xtalml.evaluation.conformal import mondrian_key, mondrian_sets, mondrian_thresholds
+
     cal = calibration_for(predictor)
     scores = np.asarray(cal["scores"], float)
     keys = np.asarray(cal.get("keys") or np.zeros(len(scores), dtype=int))
@@ -174,6 +204,13 @@ def _sg_entry(label: str, p: float) -> dict[str, Any]:
     return {"number": None, "symbol": label, "lattice": None, "p": round(float(p), 4)}
 
 
+@lru_cache(maxsize=16)
+def _lattice_members(classes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """{Bravais lattice: indices of the space-group classes in it}, lattices sorted; merged classes belong to none."""
+    lattice_of = np.array([space_group_info(int(c))[2] if c.isdigit() else "" for c in classes])
+    return {lat: np.flatnonzero(lattice_of == lat) for lat in sorted(set(lattice_of) - {""})}
+
+
 def lattice_and_group(group_proba: np.ndarray, group_classes: np.ndarray,
                       lattice_proba: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The headline answer: a Bravais lattice and the most probable space group of that lattice, never contradicting.
@@ -181,17 +218,14 @@ def lattice_and_group(group_proba: np.ndarray, group_classes: np.ndarray,
     The lattice is the most probable one (by the Bravais model when given, else by summing the space-group
     probabilities per lattice) among those that some space-group class belongs to.
     """
-    lattice_of = np.array([space_group_info(int(c))[2] if str(c).isdigit() else "" for c in group_classes])
-    candidates = sorted(set(lattice_of) - {""})
-    if not candidates:  # only merged classes: no lattice can be named
+    members = _lattice_members(tuple(np.asarray(group_classes).astype(str)))
+    if not members:  # only merged classes: no lattice can be named
         j = int(np.argmax(group_proba))
         return {"bravais_lattice": None, "space_group": _sg_entry(str(group_classes[j]), group_proba[j])}
-    if lattice_proba is None:
-        score = {lat: float(group_proba[lattice_of == lat].sum()) for lat in candidates}
-    else:
-        score = {lat: float(lattice_proba.get(lat, 0.0)) for lat in candidates}
-    lattice = max(candidates, key=lambda lat: (score[lat], float(group_proba[lattice_of == lat].sum())))
-    inside = np.flatnonzero(lattice_of == lattice)
+    mass = {lat: float(group_proba[idx].sum()) for lat, idx in members.items()}
+    score = mass if lattice_proba is None else {lat: float(lattice_proba.get(lat, 0.0)) for lat in members}
+    lattice = max(members, key=lambda lat: (score[lat], mass[lat]))
+    inside = members[lattice]
     j = int(inside[np.argmax(group_proba[inside])])
     return {"bravais_lattice": lattice, "space_group": _sg_entry(str(group_classes[j]), group_proba[j])}
 
@@ -265,12 +299,12 @@ def predict_formulas(predictor: Predictor, formulas: Sequence[str],
             for answer, v in zip(answers, volumes):  # NaN: the model cannot read this formula (too many elements)
                 answer["volume_per_atom"] = None if np.isnan(v) else round(float(v), 3)
         if predictor.lattice is not None:
-            for k, answer in enumerate(answers):
-                if "prediction" in answer and answer.get("volume_per_atom") is not None:
-                    cell = headline_cell(predictor.lattice, frame.iloc[[k]], answer["formula"],
-                                         answer["prediction"]["bravais_lattice"], answer["volume_per_atom"])
-                    if cell:
-                        answer["cell"] = cell
+            cells = headline_cells(predictor.lattice, frame, [a["formula"] for a in answers],
+                                   [a.get("prediction", {}).get("bravais_lattice") for a in answers],
+                                   [a.get("volume_per_atom") for a in answers])
+            for answer, cell in zip(answers, cells):
+                if cell:
+                    answer["cell"] = cell
     return answers, {formulas[i]: reason for i, reason in errors.items()}
 
 
@@ -289,6 +323,10 @@ def predict_cifs(predictor: Predictor, paths: Sequence[Path], coverage: float | 
     Each file is parsed in a worker process with the parse stage's time limit, so a file that hangs or crashes
     the reader becomes an error for that file only.
     """
+    from xtalml.cif.parse import parse_cif
+    from xtalml.cif.pool import map_with_timeout
+    from xtalml.features.geometry import analytic_volume
+
     rows, errors = [], {}
     items = list(dict.fromkeys(str(p) for p in paths))
     done = {item: (status, result) for item, status, result in

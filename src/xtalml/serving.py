@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from xtalml.models.registry import pip_requirements, task_inputs
-from xtalml.predict import (DEFAULT_MODELS, TASK_COLUMNS, answers_table, load_predictor, predict_cifs,
-                            predict_formulas)
+from xtalml.predict import (SERVING_DIR, TASK_COLUMNS, answers_table, load_predictor, predict_cifs, predict_formulas,
+                            serving_models)
 from xtalml.tasks import load_task
 from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, pinned, tracking_uri
 
@@ -136,8 +136,8 @@ class XtalmlPredictor(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         folder = Path(context.artifacts["bundle"])
-        choice = {task: path.stem for task in DEFAULT_MODELS for path in (folder / "models" / task).glob("*.pkl")}
-        self.predictor = load_predictor(folder / "models", choice)
+        choice = serving_models(folder / "models")
+        self.predictor = load_predictor(folder / "models", choice, serving=True)
         self.predictor.params_path = folder / "params.yaml"
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -187,20 +187,25 @@ def _flat(answer: dict) -> dict[str, Any]:
 
 def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path: Path, uri: str | None = None,
                        requirements: Sequence[str] = ()) -> dict[str, Any]:
-    """Log XtalmlPredictor with the chosen models, the conformal calibration and params.yaml as its artifacts,
-    register it as xtalml-predictor and point 'champion' at it (skipped when those files are unchanged);
+    """Write the chosen models to models/predictor in the form predict loads fastest (write_serving_models), log
+    XtalmlPredictor with those, the conformal calibration and params.yaml as its artifacts, register it as
+    xtalml-predictor and point 'champion' at it (skipped when those files are unchanged);
     `requirements`: pinned packages the chosen models need (their logged models' lists)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
+    from xtalml.models.compact import write_serving_models
+
     client = _client(uri)
-    files = {f"models/{task}/{model}.pkl": Path(models_dir) / task / f"{model}.pkl" for task, model in choice.items()}
+    served = Path(models_dir) / SERVING_DIR
+    forms = write_serving_models(models_dir, choice, served)
+    files = {f"models/{SERVING_DIR}/{p.name}": p for p in sorted(served.iterdir())}  # models, manifest, element tables
     files |= {f"models/conformal/{p.name}": p for p in sorted((Path(models_dir) / "conformal").glob("*.json"))}
     files["params.yaml"] = Path(params_path)
     digest = ",".join(f"{k}={file_digest(p)}" for k, p in sorted(files.items()))
     current = _current(client, PREDICTOR_NAME)
     if current is not None and current.tags.get("files_digest", "") == digest[:5000]:
-        return {"name": PREDICTOR_NAME, "version": int(current.version), "new_version": False}
+        return {"name": PREDICTOR_NAME, "version": int(current.version), "new_version": False, "served": forms}
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "formula", required=False), ColSpec("string", "cif", required=False)]),
         outputs=Schema([ColSpec("string" if c in ("input", "formula", "error") or c.startswith(("bravais_", "sg_", "model_"))
@@ -220,4 +225,5 @@ def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path:
     version = str(info.registered_model_version)
     client.set_model_version_tag(PREDICTOR_NAME, version, "files_digest", digest[:5000])
     client.set_registered_model_alias(PREDICTOR_NAME, CHAMPION_ALIAS, version)
-    return {"name": PREDICTOR_NAME, "version": int(version), "new_version": True, "models": dict(choice)}
+    return {"name": PREDICTOR_NAME, "version": int(version), "new_version": True, "models": dict(choice),
+            "served": forms}

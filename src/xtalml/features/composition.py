@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -65,9 +66,35 @@ def feature_names(groups: Sequence[str] = GROUPS, element_tables: Mapping[str, A
     return names
 
 
+_saved_tables: Path | None = None  # a file save_elemental_tables wrote, read instead of matminer's tables
+
+
+def save_elemental_tables(path: Path) -> None:
+    """Write elemental_tables() to a JSON file (a predictor ships it: the same numbers, read without matminer)."""
+    import json
+
+    table, electroneg, oxidation = elemental_tables()
+    Path(path).write_text(json.dumps({"table": table.tolist(), "electroneg": electroneg.tolist(),
+                                      "oxidation": [list(states) for states in oxidation]}))
+
+
+def use_saved_elemental_tables(path: Path) -> None:
+    """Read elemental_tables() from a file save_elemental_tables wrote: importing matminer costs ~0.7 s."""
+    global _saved_tables
+    if _saved_tables != Path(path):
+        _saved_tables = Path(path)
+        elemental_tables.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def elemental_tables() -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, ...], ...]]:
     """(Magpie table [Z, property], Pauling X [Z], common oxidation states per Z) from matminer, row 0 = padding."""
+    if _saved_tables is not None:
+        import json
+
+        saved = json.loads(_saved_tables.read_text())
+        return (np.array(saved["table"], float), np.array(saved["electroneg"], float),
+                tuple(tuple(states) for states in saved["oxidation"]))
     from matminer.utils.data import MagpieData, PymatgenData
     from pymatgen.core.periodic_table import Element
 
