@@ -75,6 +75,7 @@ def test_two_stage_with_neighbours_matches_the_fitted_model():
                                neighbours={"weight": 0.3, "k": 5, "tau": 1.0}, feature_index=(0, 1, 2, 3),
                                token_index=tuple(range(4, 10))).fit(X, y)
     compact = compact_model(model)
+    assert isinstance(model.neighbours_.groups_, dict)  # the fitted model is left as it was
     np.testing.assert_allclose(compact.predict_proba(X[:80]), model.predict_proba(X[:80]), atol=1e-12)
     assert (compact.predict(X[80:]) == model.predict(X[80:])).all()
 

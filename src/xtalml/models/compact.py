@@ -10,6 +10,7 @@ pays for neither. Save with `save_compact`, load with `load_compact` (joblib, ar
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -206,9 +207,10 @@ class CompactTwoStage:
         from xtalml.models.two_stage import _Constant
 
         self.classes_ = np.asarray(model.classes_)
-        self.combine, self.neighbours, self.neighbours_ = model.combine, model.neighbours, model.neighbours_
-        if self.neighbours_ is not None:  # thousands of small arrays: packed into two, so loading maps two files
-            self.neighbours_.groups_ = PackedGroups(self.neighbours_.groups_)
+        self.combine, self.neighbours, self.neighbours_ = model.combine, model.neighbours, None
+        if model.neighbours_ is not None:  # thousands of small arrays packed into a few, so loading maps a few files;
+            self.neighbours_ = copy.copy(model.neighbours_)  # a copy: the fitted model keeps its own
+            self.neighbours_.groups_ = PackedGroups(model.neighbours_.groups_)
         self.feature_index, self.token_index = model.feature_index, model.token_index
         self.members_ = []
         for stage1, experts in model.members_:
@@ -353,8 +355,6 @@ def load_compact(path: Path) -> dict[str, Any]:
 
 def compact_lattice(model):
     """A LatticeParameterRegressor whose per-lattice forests are compact (same predictions)."""
-    import copy
-
     compact = copy.copy(model)
     compact.forests_ = {lattice: CompactForest.from_sklearn(forest) for lattice, forest in model.forests_.items()}
     return compact
