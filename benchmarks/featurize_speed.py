@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from xtalml.chemistry import FormulaError, parse_formula  # noqa: E402
 from xtalml.config import compose, source_config  # noqa: E402
 from xtalml.features.composition import composition_features, elemental_tables  # noqa: E402
-from xtalml.features.embeddings import load_element_table  # noqa: E402
+from xtalml.features.embeddings import load_element_table, table_specs  # noqa: E402
 from xtalml.sources.cod_index import read_cod_index  # noqa: E402
 from xtalml.sources.wheels import extract_member, fetch_wheel  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
     print(f"matminer: {matminer_rate:,.0f} compositions/s ({matminer_s:.2f} s for {len(sample)})")
     print(f"speed-up: {ours_rate / matminer_rate:,.0f}x; max |difference| on the matminer sample: {diff:.1e}")
 
-    tables = compose()["featurize"]["element_tables"]
+    tables = table_specs(compose()["featurize"]["element_tables"])
     names = [] if args.sets == "none" else list(tables) if args.sets == "all" else args.sets.split(",")
     for name in names:  # median of three runs: the first touch of a GB-sized output varies from run to run
         load_element_table(name, tables[name])

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from xtalml.config import load_params, section
+from xtalml.config import load_params, section, training_runs
 from xtalml.models.compact import compact_lattice, save_compact
 from xtalml.predict import formula_estimates, load_predictor
 from xtalml.serving import pick_champion, validation_scores
@@ -23,7 +23,7 @@ args = parser.parse_args()
 params = load_params(args.params)
 cfg = section(params, "lattice", ["source", "features", "model"])
 task = "volume_per_atom_from_composition"
-candidates = sorted({run["model"] for run in params["train"]["runs"].values() if run["task"] == task})
+candidates = sorted({run["model"] for run in training_runs(params) if run["task"] == task})
 champion = pick_champion(validation_scores(task, candidates, Path("metrics")), "regression")  # as register picks it
 predictor = load_predictor(Path(args.models), {task: champion})
 

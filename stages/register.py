@@ -5,7 +5,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from xtalml.config import load_params, section
+from xtalml.config import load_params, section, training_runs
 from xtalml.predict import DEFAULT_MODELS
 from xtalml.serving import (PREDICTOR_EXPERIMENT, mark_model_training, model_requirements, pick_champion,
                             register_champion, register_predictor, validation_example, validation_scores)
@@ -19,10 +19,10 @@ parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACK
 args = parser.parse_args()
 
 params = load_params(args.params)
-tasks, runs = section(params, "tasks"), section(params, "train")["runs"]
+tasks, runs = section(params, "tasks"), training_runs(params)
 result, model_uris = {"chosen_on": "validation rows (never test)", "tasks": {}}, {}
 for task_name, task_cfg in tasks.items():
-    models = sorted({r["model"] for r in runs.values() if r["task"] == task_name})
+    models = sorted({r["model"] for r in runs if r["task"] == task_name})
     if not models:
         continue
     scores = validation_scores(task_name, models, Path(args.train_metrics))

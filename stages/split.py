@@ -26,6 +26,9 @@ out.mkdir(parents=True, exist_ok=True)
 for key, assignment in parts.items():
     assignment.to_parquet(out / f"{key}.parquet", index=False)
     print(f"split ({cfg['method']}, by {cfg['group']}) {key}: {assignment['part'].value_counts().to_dict()}")
-metrics = split_summary(sources, parts, cfg)
+summary = split_summary(sources, parts, cfg)
+(Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")  # formulas per part; the report reads it
+metrics = {"rows": {key: m["rows"] for key, m in summary["sources"].items()},
+           "groups_in_two_parts_without_published_split": summary["groups_in_two_parts_without_published_split"]}
 Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
 Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")

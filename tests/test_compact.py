@@ -71,7 +71,7 @@ def test_two_stage_with_neighbours_matches_the_fitted_model():
     fraction[::4] = [0.4, 0.6, 0.0]
     X = np.column_stack([rng.normal(size=(n, 4)), z, fraction])
     y = np.array(["225", "221", "62", "14", "194", "166"])[(X[:, 0] > 0) + 2 * (X[:, 1] > 0) + (X[:, 2] > 1)]
-    model = TwoStageClassifier(base="random_forest", base_params={"kind": "classical", "n_estimators": 8},
+    model = TwoStageClassifier(base="random_forest", base_params={"n_estimators": 8},
                                neighbours={"weight": 0.3, "k": 5, "tau": 1.0}, feature_index=(0, 1, 2, 3),
                                token_index=tuple(range(4, 10))).fit(X, y)
     compact = compact_model(model)

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from xtalml.config import REPO_ROOT, compose, dvc_plot_definitions, load_params, section, source_config
+from xtalml.config import REPO_ROOT, compose, dvc_plot_definitions, load_params, section, source_config, training_runs
 from xtalml.tasks import model_config, task_sources
 
 
@@ -34,7 +34,7 @@ def test_dvc_stages_list_only_their_own_params():
         "lattice": ["lattice", "train.runs", "featurize.element_tables"],
         "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"]}
     train = stages["train"]["do"]
-    assert train["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
+    assert train["params"] == ["tasks.${item[0]}", "models.${item[1]}", "train.seed", "train.torch_threads"]
     assert {"data/features", "data/split"} <= set(train["deps"])
 
 
@@ -47,9 +47,10 @@ def test_dvc_plot_definitions_are_up_to_date():
 
 def test_every_run_names_a_configured_task_and_model():
     params = load_params(REPO_ROOT / "params.yaml")
-    for key, run in params["train"]["runs"].items():
-        assert key == f"{run['task']}--{run['model']}" and set(run) == {"task", "model"}
+    for run in training_runs(params):
         assert run["task"] in params["tasks"] and run["model"] in params["models"]
+    with pytest.raises(ValueError, match="train.runs.knn"):
+        training_runs({"train": {"runs": {"knn": {"task": "sg_from_geometry", "model": "knn"}}}})
 
 
 def test_every_source_has_its_chain_and_every_task_reads_configured_sources():
@@ -78,6 +79,6 @@ def test_the_tiny_config_caps_every_epoch_count_on_every_task():
     from tiny_pipeline import TINY
 
     params = compose(TINY)
-    for run in params["train"]["runs"].values():
+    for run in training_runs(params):
         cfg = model_config(params["tasks"][run["task"]], run["model"], params["models"])
         assert cfg.get("max_epochs", 0) <= 2, run

@@ -14,11 +14,12 @@ import pytest
 from xtalml.chemistry import FormulaError, hill_formula, parse_formula
 from xtalml.config import compose
 from xtalml.features.composition import composition_features, feature_names
-from xtalml.features.embeddings import EMBEDDING_STATS, load_element_table, parse_element_table
+from xtalml.features.embeddings import EMBEDDING_STATS, load_element_table, parse_element_table, table_specs
 from xtalml.features.table import build_feature_table
 from xtalml.sources.wheels import fetch_wheel
 
-TABLES = compose()["featurize"]["element_tables"]
+DECLARED = compose()["featurize"]["element_tables"]  # as params.yaml holds them
+TABLES = table_specs(DECLARED)
 CBFV_SETS = [name for name, spec in TABLES.items() if spec["wheel"].startswith("CBFV==")]
 
 
@@ -128,7 +129,7 @@ def test_predict_featurizes_the_element_tables_its_models_were_trained_on(tmp_pa
     (tmp_path / task).mkdir()
     joblib.dump({"model": Ridge().fit(X.to_numpy(), range(6)), "feature_names": names, "task": task,
                  "target": "volume_per_atom"}, tmp_path / task / "ridge.pkl")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"featurize": {"element_tables": TABLES}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"featurize": {"element_tables": DECLARED}}))
     monkeypatch.chdir(tmp_path)  # predict reads the tables from ./params.yaml, as the CLI does
     predictor = load_predictor(tmp_path, {task: "ridge"})
     groups, tables = feature_groups(predictor)

@@ -12,7 +12,7 @@ import yaml
 from tiny_pipeline import TINY, TINY_RUNS, tiny_repo
 from tiny_pipeline import run as _run
 
-from xtalml.config import REPO_ROOT
+from xtalml.config import REPO_ROOT, training_runs
 from xtalml.evaluation.metrics import headline_metrics
 from xtalml.models.registry import REGISTRY, task_inputs, writes_loss_history
 from xtalml.serving import model_requirements
@@ -30,10 +30,11 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     _run([sys.executable, "-m", "dvc", "repro"], root, env)
     assert "Running stage" not in _run([sys.executable, "-m", "dvc", "repro"], root, env)  # second run: nothing to do
     params = yaml.safe_load((root / "params.yaml").read_text())
-    runs = params["train"]["runs"]
-    assert set(runs) == TINY_RUNS and {r["model"] for r in runs.values()} == set(REGISTRY)  # every model trains
-    assert {r["task"] for r in runs.values()} == set(params["tasks"])  # on every task
-    for run in runs.values():
+    assert set(params["train"]["runs"]) == TINY_RUNS
+    runs = training_runs(params)
+    assert {r["model"] for r in runs} == set(REGISTRY)  # every model trains
+    assert {r["task"] for r in runs} == set(params["tasks"])  # on every task
+    for run in runs:
         name = f"{run['task']}/{run['model']}"
         metrics = json.loads((root / "data/evaluation" / f"{name}.json").read_text())
         kind = params["tasks"][run["task"]]["kind"]
@@ -70,13 +71,13 @@ def test_dvc_repro_trains_every_model_and_logs_to_mlflow(repo):
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
-    assert {r["task"] for r in runs.values()} <= experiments.keys()
-    logged = client.search_runs([experiments[t] for t in {r["task"] for r in runs.values()}], max_results=1000)
+    assert {r["task"] for r in runs} <= experiments.keys()
+    logged = client.search_runs([experiments[t] for t in {r["task"] for r in runs}], max_results=1000)
     assert len(logged) == len(runs)  # one MLflow run per trained model
     for run in logged:
         assert run.data.tags["git_commit"] and any(k.startswith("data.") for k in run.data.tags)
         assert any(k.startswith("test.") for k in run.data.metrics) and any(k.startswith("baseline.") for k in run.data.metrics)
-        assert "model.kind" in run.data.params
+        assert any(k.startswith("model.") for k in run.data.params)  # the model section, flattened
         contexts = {i.tags[0].value for i in run.inputs.dataset_inputs if i.tags}
         assert contexts == {"training", "validation", "test"}, run.info.run_name  # the Dataset column fills
         assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["train_seconds"]  # opened before fit
@@ -91,18 +92,18 @@ def test_every_task_has_a_champion_chosen_on_validation_rows(repo):
 
     root, _ = repo
     register = json.loads((root / "metrics" / "register.json").read_text())
-    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
-    assert set(register["tasks"]) == {r["task"] for r in runs.values()}
+    runs = training_runs(yaml.safe_load((root / "params.yaml").read_text()))
+    assert set(register["tasks"]) == {r["task"] for r in runs}
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
     tasks = yaml.safe_load((root / "params.yaml").read_text())["tasks"]
     for task, chosen in register["tasks"].items():
         scores = {r["model"]: json.loads((root / "metrics" / task / f"{r['model']}.json").read_text())["validation"][
-            chosen["metric"]] for r in runs.values() if r["task"] == task}
+            chosen["metric"]] for r in runs if r["task"] == task}
         assert chosen["validation"] == scores[chosen["champion"]]
         best = (max if chosen["metric"] == "accuracy" else min)(scores.values())
-        assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs.values() if r["task"] == task}
+        assert scores[chosen["champion"]] == best and set(scores) == {r["model"] for r in runs if r["task"] == task}
         # the score the train stage recorded is the saved model's on the validation rows, or, where the saved model was
         # refitted on the train + validation rows (two_stage), that of its fit on the train rows alone
         bundle = joblib.load(root / "models" / task / f"{chosen['champion']}.pkl")
@@ -161,13 +162,14 @@ def test_report_numbers_trace_to_metrics_files(repo):
             assert f"| {task} | {result['model']} | {run['feature_set']} | {fmt(run['features'])} |" in section
             assert fmt(run["test"][metric]) in section
     modes = json.loads((root / "metrics" / "split_modes.json").read_text())
-    for task, result in modes["tasks"].items():  # each row: the main split's number from the task's metrics file
+    chosen = yaml.safe_load((root / "params.yaml").read_text())["split_modes"]["models"]
+    for task, result in modes.items():  # each row: the main split's number from the task's metrics file
         metric = "accuracy" if "accuracy" in result["test"] else "mae"
-        main = json.loads((root / "metrics" / task / f"{result['model']}.json").read_text())["test"][metric]
-        assert f"| {task} | {result['model']} | " in text and fmt(result["test"][metric]) in text and fmt(main) in text
-        assert set(result) >= {"validation", "test", "baselines"}  # as a task's metrics file
+        main = json.loads((root / "metrics" / task / f"{chosen[task]}.json").read_text())["test"][metric]
+        assert f"| {task} | {chosen[task]} | " in text and fmt(result["test"][metric]) in text and fmt(main) in text
+        assert set(result) >= {"validation", "test"}  # as a task's metrics file
     details = json.loads((root / "data/split_modes/evaluation.json").read_text())
-    assert set(details["tasks"]) == set(modes["tasks"]) and all(
+    assert set(details["tasks"]) == set(modes) and all(
         set(d) >= {"train_seconds", "data"} for d in details["tasks"].values())
     volume = json.loads((root / "data/evaluation/volume_per_atom_from_composition/mlp_regressor.json").read_text())
     assert set(volume["test_by_source"]) >= {"oqmd_volume", "amcsd"}  # OQMD test and AMCSD test scored apart
@@ -184,20 +186,22 @@ def test_report_numbers_trace_to_metrics_files(repo):
                  "sg_from_composition_learning_curves.png", "class_distribution.png"):
         assert name in figures
     tables = _report_tables(text)
-    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["runs"]
-    assert set(tables) >= {r["task"] for r in runs.values()}
-    for run in runs.values():
+    runs = training_runs(yaml.safe_load((root / "params.yaml").read_text()))
+    assert set(tables) >= {r["task"] for r in runs}
+    baselines = json.loads((root / "reports" / "baselines.json").read_text())
+    assert set(baselines) == {r["task"] for r in runs} and all(baselines.values())  # one set per task
+    for run in runs:
         metrics = json.loads((root / "metrics" / run["task"] / f"{run['model']}.json").read_text())
         row = tables[run["task"]].set_index("model").loc[run["model"]]
         key, column = ("accuracy", "accuracy") if "accuracy" in metrics["test"] else ("mae", "MAE")
         assert row[column] == fmt(metrics["test"][key]), (run, row[column])
-        for name, baseline in metrics["baselines"].items():
+        for name, baseline in baselines[run["task"]].items():
             assert tables[run["task"]].set_index("model").loc[f"baseline: {name.replace('_', ' ')}", column] == fmt(baseline[key])
     derived = json.loads((root / "reports" / "derived.json").read_text())
     for task, groups in derived["accuracy_by_group"].items():
         for group, accuracy in groups["accuracy"].items():
             assert f"| {group} | {fmt(groups['rows'][group])} | {fmt(accuracy)} |" in text, (task, group)
-    conformal = json.loads((root / "metrics" / "conformal.json").read_text())
+    conformal = json.loads((root / "data/evaluation/conformal.json").read_text())
     register = json.loads((root / "metrics" / "register.json").read_text())
     assert conformal["model"] == register["tasks"]["sg_from_composition"]["champion"]  # sets for the champion
     assert set(conformal["test"]) == {"main_split", "chemical_system_split"}  # coverage on the test rows of both splits
@@ -313,12 +317,13 @@ def test_conformal_sets_for_an_early_stopping_network(repo, tmp_path):
     root, env = repo
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(compose([*TINY, "conformal.model=mlp_classifier"]), sort_keys=False))
-    out, metrics = tmp_path / "conformal", tmp_path / "conformal.json"
-    _run([sys.executable, "stages/conformal.py", "--params", str(params), "--out", str(out), "--metrics", str(metrics)],
-         root, env)
-    result = json.loads(metrics.read_text())
+    out, metrics, details = tmp_path / "conformal", tmp_path / "conformal.json", tmp_path / "details.json"
+    _run([sys.executable, "stages/conformal.py", "--params", str(params), "--out", str(out), "--metrics", str(metrics),
+          "--details", str(details)], root, env)
+    result = json.loads(details.read_text())
+    assert json.loads(metrics.read_text()).keys() == result["test"].keys()
     assert result["model"] == "mlp_classifier" and set(result["test"]) == {"main_split", "chemical_system_split"}
-    full = json.loads((root / "metrics" / "conformal.json").read_text())
+    full = json.loads((root / "data/evaluation/conformal.json").read_text())
     assert 0 < result["calibration_rows"] < full["calibration_rows"]  # half of the validation groups, not all
     for scored in result["test"].values():
         sizes = [s["mean_set_size"] for s in scored["sets"].values()]

@@ -30,6 +30,17 @@ def section(params: dict[str, Any], name: str, required: Sequence[str] = ()) -> 
     return values
 
 
+def training_runs(params: dict[str, Any]) -> list[dict[str, str]]:
+    """train.runs as {task, model} pairs; each entry is `<task>--<model>: [task, model]`."""
+    runs = section(params, "train", ["runs"])["runs"]
+    out = []
+    for key, pair in runs.items():
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and key == f"{pair[0]}--{pair[1]}"):
+            raise ValueError(f"train.runs.{key} is {pair!r}; write it as {key}: [<task>, <model>], the key <task>--<model>")
+        out.append({"task": pair[0], "model": pair[1]})
+    return out
+
+
 def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> dict[str, Any]:
     """Compose conf/config.yaml with Hydra overrides, as `dvc exp run -S` does, into a plain dict."""
     from hydra import compose as hydra_compose
@@ -59,7 +70,7 @@ def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
     from xtalml.evaluation.report import UNITS
     from xtalml.models.registry import model_spec, writes_loss_history
 
-    runs = list(params["train"]["runs"].values())
+    runs = training_runs(params)
     plots: list[dict[str, Any]] = []
     for run in runs:
         task, model = run["task"], run["model"]

@@ -15,6 +15,7 @@ from xtalml.cif.pool import DEFAULT_TIMEOUT_S
 from xtalml.cif.symmetry import space_group_info
 from xtalml.config import load_params
 from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, formula_arrays
+from xtalml.features.embeddings import table_specs
 
 # The tasks predict answers, and the model each falls back to where no register stage has chosen a champion yet
 DEFAULT_MODELS = {"bravais_from_composition": "random_forest", "sg_from_composition": "random_forest",
@@ -157,7 +158,7 @@ def feature_groups(predictor: Predictor, params_path: Path = Path("params.yaml")
     """The composition groups the loaded models were trained on, and the element tables those need."""
     tables: dict[str, Any] = {}
     try:
-        tables = load_params(params_path)["featurize"].get("element_tables") or {}
+        tables = table_specs(load_params(params_path)["featurize"].get("element_tables"))
     except (FileNotFoundError, KeyError):
         pass
     names = {n for bundle in predictor.bundles.values() for n in bundle["feature_names"]}

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from xtalml.features.composition import Parsed, composition_features, formula_arrays
+from xtalml.features.embeddings import table_specs
 from xtalml.models.registry import build_model
 from xtalml.tasks import PARTS, TaskData, load_task, model_config
 from xtalml.evaluation.cross_validation import subsample_rows
@@ -46,7 +47,7 @@ def feature_set_ablation(params: Mapping[str, Any]) -> dict[str, Any]:
     """Refit ablation.models.<task> on every ablation.feature_sets entry: the same subsampled train and validation
     rows and all test rows for every set, one seed; test metrics per set."""
     cfg, seed = params["ablation"], int(params["train"]["seed"])
-    tables = params["featurize"].get("element_tables") or {}
+    tables = table_specs(params["featurize"].get("element_tables"))
     limits = {"train": cfg.get("max_train_rows"), "val": cfg.get("max_val_rows")}
     results: dict[str, Any] = {"tasks": {}}
     for task_name, model_name in cfg["models"].items():

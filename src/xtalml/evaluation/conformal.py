@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from xtalml.config import training_runs
+
 
 def _true_columns(classes: Sequence, y_true: Sequence) -> np.ndarray:
     """Column of each row's true class among the model's classes; −1 where the model does not know it."""
@@ -135,7 +137,7 @@ def conformal_model_name(params: Mapping[str, Any], task_name: str, metrics_dir:
         return name
     from xtalml.serving import pick_champion, validation_scores
 
-    models = sorted({r["model"] for r in params["train"]["runs"].values() if r["task"] == task_name})
+    models = sorted({r["model"] for r in training_runs(params) if r["task"] == task_name})
     return pick_champion(validation_scores(task_name, models, metrics_dir), params["tasks"][task_name]["kind"])
 
 

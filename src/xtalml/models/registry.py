@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 # keys of a model section that configure the run, not the estimator
-RUN_KEYS = ("kind", "cv_folds", "cv_max_rows", "cv_jobs", "fit_jobs", "predict_jobs", "max_train_rows", "max_val_rows",
+RUN_KEYS = ("cv_folds", "cv_max_rows", "cv_jobs", "fit_jobs", "predict_jobs", "max_train_rows", "max_val_rows",
             "refit_with_val_rows")
 
 
