@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from xtalml.config import load_params, section, training_runs
-from xtalml.evaluation.report import ReportInputs, build_report, load_model_metrics, task_baselines
+from xtalml.config import load_params, section
+from xtalml.evaluation.report import ReportInputs, build_report
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -18,10 +18,8 @@ params = load_params(args.params)
 section(params, "report", ["published"])
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
-inputs = ReportInputs()
-baselines = task_baselines(load_model_metrics(inputs.path(inputs.evaluation), training_runs(params)), params["tasks"])
+markdown, derived, baselines = build_report(params, ReportInputs(), out)
 Path(args.baselines).write_text(json.dumps(baselines, indent=2) + "\n")  # once per task: every model has the same ones
-markdown, derived = build_report(params, inputs, out)
 (out / "report.md").write_text(markdown + "\n")
 (out / "derived.json").write_text(json.dumps(derived, indent=2) + "\n")  # numbers the report computed from predictions
 print(f"report: {out / 'report.md'} ({len(markdown.splitlines())} lines), figures in {out / 'figures'}")

@@ -74,7 +74,7 @@ HEADLINE = {"classification": ("accuracy", "top5_accuracy", "f1_macro"), "regres
 
 def headline_metrics(result: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """What a sweep compares, from a full evaluation: test and validation headline figures and the first of them per
-    source. The rest (baselines, the same for every model of a task and collected once in metrics/baselines.json by the
+    source. The rest (baselines, the same for every model of a task and collected once in reports/baselines.json by the
     report stage; per-class tables, CV folds, row counts, timings) stays in the evaluation file."""
     keys = HEADLINE[kind]
 

@@ -305,7 +305,8 @@ def lattice_table(all_metrics: Mapping[str, dict[str, dict]], lattice_task: str 
 
 def task_baselines(all_metrics: Mapping[str, Mapping[str, Any]], tasks_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """{task: {baseline: {headline metric: value}}}: every model of a task is scored beside the same baselines (fitted
-    on its train rows, scored on its test rows), so they are written once (reports/baselines.json, a DVC metric), not per model."""
+    on its train rows, scored on its test rows), so they are written once (reports/baselines.json, a DVC metric),
+    not per model."""
     out = {}
     for task, by_model in all_metrics.items():
         key = HEADLINE[tasks_cfg[task]["kind"]][0]
@@ -348,8 +349,10 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    """Write the figures under out_dir/figures; return the Markdown and the numbers the report computed itself."""
+def build_report(params: Mapping[str, Any], inputs: ReportInputs,
+                 out_dir: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Write the figures under out_dir/figures; return the Markdown, the numbers the report computed itself and each
+    task's baselines (task_baselines)."""
     cfg = params["report"]
     dpi, top = int(cfg.get("figure_dpi", 110)), int(cfg.get("confusion_top_classes", 12))
     fig_dir = out_dir / "figures"
@@ -361,6 +364,7 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
     leakage = _read_json(metrics_dir / "leakage_audit.json")
     conformal = _read_json(evaluation_dir / "conformal.json")
     tasks_cfg = params.get("tasks", {})
+    baselines = task_baselines(all_metrics, tasks_cfg)
     derived: dict[str, Any] = {"rows_per_crystal_system": {}, "accuracy_by_group": {}}
     md = ["# xtalml results", "",
           "Written by the `report` stage of `dvc repro`. Every number below is read from a file the pipeline wrote "
@@ -373,8 +377,8 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
         md += ["## Results", "",
                "Each task's champion (best on the validation rows, registered as `xtalml-<task>@champion`) on its test "
                "rows, beside the best baseline on the same rows; published figures come from other data and splits.", "",
-               markdown_table(results_table(metrics_dir, tasks_cfg, list(cfg.get("published", [])),
-                                            task_baselines(all_metrics, tasks_cfg))), ""]
+               markdown_table(results_table(metrics_dir, tasks_cfg, list(cfg.get("published", [])), baselines)),
+               ""]
     md += ["## Data", ""]
     split_info = json.loads((inputs.path(inputs.split) / "summary.json").read_text())
     summary = data_summary(metrics_dir, params.get("sources", {}), split_info, inputs.root)
@@ -483,8 +487,8 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                "Grouping by reduced formula still lets near-duplicates (same elements, fractions within 0.02) sit in "
                "train and test. Splitting by chemical system keeps every test formula's element set out of training, "
                "closer to formulas unlike any seen; the headline model of each composition task refit on that split:",
-               "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg, split_info["group"].replace(
-                   "_", " "))), ""]
+               "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg,
+                                                    split_info["group"].replace("_", " "))), ""]
     ablation = _read_json(metrics_dir / "ablation.json")
     if ablation:
         md += ["## Feature-set ablation", "",
@@ -513,7 +517,7 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, out_dir: Path)
                + ". A set holds every space group whose 1 − p is within the threshold (and always the top group). "
                "`xtalml predict --coverage 0.9` returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
     md += structure_sections(evaluation_dir, inputs.path(inputs.generate), fig_dir, out_dir, dpi)
-    return "\n".join(md), derived
+    return "\n".join(md), derived, baselines
 
 
 def lattice_parameters_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
