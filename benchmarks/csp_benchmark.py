@@ -12,8 +12,9 @@ from pathlib import Path
 
 import joblib
 
+from xtalml.champions import registered_champions
 from xtalml.config import load_params
-from xtalml.predict import champion_models, load_predictor
+from xtalml.predict import load_predictor
 from xtalml.structures.csp import headline, run_benchmark
 
 
@@ -25,10 +26,11 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     params["generate"]["benchmark"] |= {"formulas_per_bin": args.per_bin, "part": args.part}
-    predictor = load_predictor(Path("models"), {t: m for t, m in champion_models().items()
-                                                if t in ("sg_from_composition", "volume_per_atom_from_composition")})
+    predictor = load_predictor(Path("models"), registered_champions(("sg_from_composition",
+                                                                     "volume_per_atom_from_composition")))
     start = time.perf_counter()
-    _, per_formula, summary = run_benchmark(params, predictor, joblib.load("models/lattice/lattice.pkl"), args.out)
+    source = Path("data/sources") / params["generate"]["benchmark"]["source"]
+    _, per_formula, summary = run_benchmark(params, predictor, joblib.load("models/lattice/lattice.pkl"), args.out, source)
     seconds = time.perf_counter() - start
     per_formula.drop(columns=["curve"]).to_csv(args.out / "per_formula.csv", index=False)
     figures = headline(summary)

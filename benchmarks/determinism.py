@@ -31,13 +31,14 @@ from pathlib import Path
 from xtalml.config import load_params
 from xtalml.evaluation.metrics import headline_metrics
 from xtalml.models.registry import fix_thread_counts
+from xtalml.tasks import DataDirs
 from xtalml.training import run_training
 task, model, out, root = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 params = load_params(root / "params.yaml")
 fix_thread_counts([model], params["models"], params["train"].get("torch_threads", 1))
 result = run_training(task, params["tasks"][task], model, params["models"][model], params["train"]["seed"],
                       {k: out / name for k, name in (("metrics", "m.json"), ("evaluation", "e.json"),
-                       ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}, root,
+                       ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}, DataDirs.under(root),
                       tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
 print(json.dumps(headline_metrics(result, params["tasks"][task]["kind"])))
 """

@@ -43,7 +43,7 @@ def main() -> None:
     times = stage_times(args.root, float(args.start.read_text()))
     for name, seconds in times:
         print(f"{name:70s} {seconds:7.0f}")
-    train = sum(s for name, s in times if name.startswith("train@"))
+    train = sum(s for name, s in times if name.startswith("train_"))
     print(f"{'train stages':70s} {train:7.0f}")
     print(f"{'total (to the last output)':70s} {sum(s for _, s in times):7.0f}")
 

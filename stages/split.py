@@ -7,13 +7,12 @@ from pathlib import Path
 
 from xtalml.config import load_params, section
 from xtalml.splitting import read_split_columns, shared_split, split_summary
-from xtalml.tasks import FEATURES_DIR
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
-parser.add_argument("--features", default=str(FEATURES_DIR), help="folder of featurize@<source> outputs")
-parser.add_argument("--out", default="data/split", help="<source>.parquet (id, part, group) is written here")
-parser.add_argument("--metrics", default="metrics/split.json")
+parser.add_argument("--features", required=True, help="folder of featurize@<source> outputs")
+parser.add_argument("--out", required=True, help="<source>.parquet (id, part, group) is written here")
+parser.add_argument("--metrics", required=True)
 args = parser.parse_args()
 
 params = load_params(args.params)

@@ -10,8 +10,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from conftest import CHOICE
-from xtalml.models.compact import (CompactForest, compact_lattice, compact_model, load_compact, save_compact,
-                                   write_serving_models)
+from xtalml.models.compact import CompactForest, compact_lattice, load_compact, save_compact, to_compact
+from xtalml.models.registry import model_spec
+from xtalml.serving import write_serving_models
+
+FOREST = model_spec("random_forest").compact  # the form its registry entry names
 
 
 def _data(n=400, features=6, seed=0):
@@ -27,7 +30,7 @@ def test_forest_classifier_and_pipeline_give_sklearns_probabilities(tmp_path):
     Xq = _data(seed=1)[0] * 1.5  # queries beyond the training range too
     for model in (RandomForestClassifier(n_estimators=15, random_state=0).fit(X, y),
                   make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=15, random_state=0)).fit(X, y)):
-        compact = compact_model(model)
+        compact = to_compact(FOREST, model)
         assert isinstance(compact, CompactForest) and list(compact.classes_) == list(model.classes_)
         np.testing.assert_allclose(compact.predict_proba(Xq), model.predict_proba(Xq), rtol=0, atol=1e-12)
         save_compact({"model": compact}, tmp_path / "forest.joblib")
@@ -42,7 +45,7 @@ def test_missing_values_follow_the_side_sklearn_learned():
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
     Xq = _data(seed=2)[0]
     Xq[::3, 0] = np.nan
-    np.testing.assert_allclose(compact_model(model).predict_proba(Xq), model.predict_proba(Xq), atol=1e-12)
+    np.testing.assert_allclose(to_compact(FOREST, model).predict_proba(Xq), model.predict_proba(Xq), atol=1e-12)
 
 
 def test_forest_regressors_single_and_multi_output():
@@ -51,12 +54,13 @@ def test_forest_regressors_single_and_multi_output():
     single = RandomForestRegressor(n_estimators=12, min_samples_leaf=2, random_state=0).fit(X, X @ [1, 2, 0, 0, 1, 0])
     multi = RandomForestRegressor(n_estimators=12, random_state=0).fit(X, np.column_stack([X[:, 0] ** 2, X[:, 1]]))
     for model in (single, multi):
-        np.testing.assert_allclose(compact_model(model).predict(Xq), model.predict(Xq), rtol=1e-12)
+        np.testing.assert_allclose(to_compact(FOREST, model).predict(Xq), model.predict(Xq), rtol=1e-12)
 
 
 def test_models_without_a_compact_form_are_served_as_they_are():
     X, y = _data()
-    assert compact_model(LogisticRegression(max_iter=200).fit(X, y)) is None
+    assert to_compact(FOREST, LogisticRegression(max_iter=200).fit(X, y)) is None  # the form cannot hold it
+    assert model_spec("logistic_regression").compact is None and model_spec("lightgbm").compact is None
     with pytest.raises(TypeError, match="only a StandardScaler"):
         CompactForest.from_sklearn(make_pipeline(MinMaxScaler(), RandomForestClassifier(n_estimators=2)).fit(X, y))
 
@@ -71,10 +75,9 @@ def test_two_stage_with_neighbours_matches_the_fitted_model():
     fraction[::4] = [0.4, 0.6, 0.0]
     X = np.column_stack([rng.normal(size=(n, 4)), z, fraction])
     y = np.array(["225", "221", "62", "14", "194", "166"])[(X[:, 0] > 0) + 2 * (X[:, 1] > 0) + (X[:, 2] > 1)]
-    model = TwoStageClassifier(base="random_forest", base_params={"n_estimators": 8},
-                               neighbours={"weight": 0.3, "k": 5, "tau": 1.0}, feature_index=(0, 1, 2, 3),
-                               token_index=tuple(range(4, 10))).fit(X, y)
-    compact = compact_model(model)
+    model = TwoStageClassifier(RandomForestClassifier(n_estimators=8), neighbours={"weight": 0.3, "k": 5, "tau": 1.0},
+                               feature_index=(0, 1, 2, 3), token_index=tuple(range(4, 10))).fit(X, y)
+    compact = to_compact(model_spec("two_stage").compact, model)
     assert isinstance(model.neighbours_.groups_, dict)  # the fitted model is left as it was
     np.testing.assert_allclose(compact.predict_proba(X[:80]), model.predict_proba(X[:80]), atol=1e-12)
     assert (compact.predict(X[80:]) == model.predict(X[80:])).all()
@@ -97,7 +100,8 @@ def test_attention_forward_in_numpy_matches_torch():
     model = CompositionAttentionRegressor(z_index=tuple(range(width)), fraction_index=tuple(range(width, 2 * width)),
                                           offset_index=2 * width, d_model=16, heads=2, layers=2, ff=32, max_epochs=2,
                                           batch_size=64).fit(X, y)
-    np.testing.assert_allclose(compact_model(model).predict(X), model.predict(X), rtol=2e-5)
+    np.testing.assert_allclose(to_compact(model_spec("composition_attention").compact, model).predict(X), model.predict(X),
+                               rtol=2e-5)
 
 
 def test_compact_lattice_gives_the_same_cells():
@@ -117,7 +121,8 @@ def test_compact_lattice_gives_the_same_cells():
 def test_serving_models_load_compact_and_answer_like_the_pickles(models_dir, tmp_path):
     from xtalml.predict import load_predictor, predict_formulas
 
-    manifest = write_serving_models(models_dir, CHOICE, models_dir / "predictor")
+    manifest = write_serving_models({task: (model, models_dir / task / f"{model}.pkl") for task, model in CHOICE.items()},
+                                    models_dir / "predictor")
     assert manifest["sg_from_composition"] == {"model": "random_forest", "form": "compact"}
     assert manifest["volume_per_atom_from_composition"]["form"] == "pickle"  # a ridge: kept as it is
     assert json.loads((models_dir / "predictor" / "manifest.json").read_text()) == manifest

@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from xtalml.config import REPO_ROOT, compose, dvc_plot_definitions, load_params, section, source_config, training_runs
+from xtalml.config import REPO_ROOT, compose, load_params, section, source_config, training_runs
+from xtalml.evaluation.dvc_plots import dvc_plot_definitions
 from xtalml.tasks import model_config, task_sources
 
 
@@ -18,7 +19,8 @@ def test_every_data_source_composes(source):
 def test_dvc_stages_list_only_their_own_params():
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     params = lambda stage: stage.get("do", stage)["params"]  # noqa: E731 (foreach stages keep theirs under do)
-    assert {name: params(stage) for name, stage in stages.items() if name != "train"} == {
+    groups = [name for name in stages if name.startswith("train_")]
+    assert {name: params(stage) for name, stage in stages.items() if name not in groups} == {
         "download": ["sources.${key}"], "parse": ["parse"], "featurize": ["featurize", "sources.${key}.cells"],
         "split": ["split"],
         "leakage_audit": ["leakage_audit", "tasks.${leakage_audit.geometry_task}", "tasks.${leakage_audit.composition_task}",
@@ -29,13 +31,16 @@ def test_dvc_stages_list_only_their_own_params():
         "ablation": ["ablation", "featurize.element_tables", "tasks", *[f"models.${{ablation.models.{t}}}" for t in (
             "bravais_from_composition", "volume_per_atom_from_composition")], "train.seed", "train.torch_threads"],
         # conformal: the champion's models.<name> reaches it through its model file, a dep (known only at run time)
-        "conformal": ["conformal", "split_modes.group", "train.runs", "train.seed", "tasks.${conformal.task}"], "report": ["report", "sources", "tasks", "train.runs"],
-        "register": ["tasks", "train.runs", "featurize.element_tables"],
-        "lattice": ["lattice", "train.runs", "featurize.element_tables"],
+        "conformal": ["conformal", "split_modes.group", "train.matrix", "train.seed", "tasks.${conformal.task}"],
+        "report": ["report", "sources", "tasks", "train.matrix"],
+        "register": ["tasks", "train.matrix", "featurize.element_tables"],
+        "lattice": ["lattice", "train.matrix", "featurize.element_tables"],
         "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"]}
-    train = stages["train"]["do"]
-    assert train["params"] == ["tasks.${item[0]}", "models.${item[1]}", "train.seed", "train.torch_threads"]
-    assert {"data/features", "data/split"} <= set(train["deps"])
+    assert set(groups) == {f"train_{group}" for group in compose()["train"]["matrix"]}  # one matrix per group
+    for name in groups:  # one definition (a YAML anchor), each group's own axes
+        assert stages[name]["matrix"] == {axis: f"${{train.matrix.{name[6:]}.{axis}}}" for axis in ("task", "model")}
+        assert stages[name]["params"] == ["tasks.${item.task}", "models.${item.model}", "train.seed", "train.torch_threads"]
+        assert {"data/features", "data/split"} <= set(stages[name]["deps"])
 
 
 def test_dvc_plot_definitions_are_up_to_date():
@@ -47,10 +52,18 @@ def test_dvc_plot_definitions_are_up_to_date():
 
 def test_every_run_names_a_configured_task_and_model():
     params = load_params(REPO_ROOT / "params.yaml")
-    for run in training_runs(params):
+    runs = training_runs(params)
+    for run in runs:
         assert run["task"] in params["tasks"] and run["model"] in params["models"]
-    with pytest.raises(ValueError, match="train.runs.knn"):
-        training_runs({"train": {"runs": {"knn": {"task": "sg_from_geometry", "model": "knn"}}}})
+    assert len(runs) == 34 and len({(r["task"], r["model"]) for r in runs}) == 34
+    tasks = {"sg_from_geometry": {}}
+    with pytest.raises(ValueError, match="train.matrix.knn"):
+        training_runs({"tasks": tasks, "train": {"matrix": {"knn": {"task": "sg_from_geometry", "model": ["knn"]}}}})
+    with pytest.raises(ValueError, match="not in the tasks section"):
+        training_runs({"tasks": tasks, "train": {"matrix": {"a": {"task": ["volume"], "model": ["knn"]}}}})
+    with pytest.raises(ValueError, match="sg_from_geometry-knn in more than one group"):
+        training_runs({"tasks": tasks, "train": {"matrix": {g: {"task": ["sg_from_geometry"], "model": ["knn"]}
+                                                            for g in ("a", "b")}}})
 
 
 def test_every_source_has_its_chain_and_every_task_reads_configured_sources():

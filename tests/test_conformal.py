@@ -76,7 +76,9 @@ def test_validation_calibration_refuses_a_model_that_saw_the_validation_rows(tmp
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(compose(["conformal.calibration=validation", *overrides]), sort_keys=False))
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "conformal.py"), "--params", str(params)],
+    paths = [a for flag in ("models", "train-metrics", "features", "split", "split-modes", "out", "details", "metrics")
+             for a in (f"--{flag}", str(tmp_path / flag))]  # never read: the check comes before any file
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "conformal.py"), "--params", str(params), *paths],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode != 0 and "saw the validation rows in training" in done.stderr
     assert "use calibration: chemical_system" in done.stderr

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from tiny_pipeline import CLASSICAL, TINY, tiny_repo
+from tiny_pipeline import CLASSICAL, TINY, params_restored, tiny_repo
 from tiny_pipeline import run as _run
 
 from xtalml.features.composition import element_token_names, feature_names
@@ -15,14 +15,15 @@ from xtalml.features.composition import element_token_names, feature_names
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    return tiny_repo(tmp_path_factory)
+    """The tiny pipeline up to the split, and what `dvc repro split` printed; a test that changes params puts them back."""
+    root, env = tiny_repo(tmp_path_factory)
+    return root, env, _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
 
 
 def test_dvc_repro_split_end_to_end(repo):
-    from xtalml.tasks import read_table
+    from xtalml.tasks import DataDirs, read_table
 
-    root, env = repo
-    out = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
+    root, env, out = repo
     for stage in ("download", "parse", "featurize"):  # one chain per source
         assert all(f"Running stage '{stage}@{key}'" in out for key in ("primary", "cod_index", "oqmd_volume"))
     assert "Running stage 'split'" in out
@@ -51,7 +52,7 @@ def test_dvc_repro_split_end_to_end(repo):
     oqmd = rows[rows["source"] == "oqmd_volume"]
     assert len(oqmd) == 4500 and (oqmd["id"].str.split("-").str[1] == oqmd["part"]).all()
     # a task's table stacks its sources; a group held out by one of them never trains there, OQMD included
-    table = read_table(["oqmd_volume", "primary"], ["id", "source", "reduced_formula"], root)
+    table = read_table(["oqmd_volume", "primary"], ["id", "source", "reduced_formula"], DataDirs.under(root))
     assert len(table) == len(oqmd) + len(features) and set(table["part"]) <= {"train", "val", "test", "excluded"}
     used = table[table["part"] != "excluded"]
     assert (used.groupby("reduced_formula")["part"].nunique() == 1).all()
@@ -62,20 +63,23 @@ def test_dvc_repro_split_end_to_end(repo):
 
 
 def test_changing_one_stage_param_reruns_only_downstream(repo):
-    root, env = repo
+    root, env, _ = repo
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["split"]["seed"] = 7
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
+    with params_restored(root, env, "split"):
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        out = _run([sys.executable, "-m", "dvc", "repro", "split"], root, env)
     assert "Running stage 'split'" in out
     assert not any(f"Running stage '{s}@" in out for s in ("download", "parse", "featurize"))
+    assert yaml.safe_load((root / "params.yaml").read_text())["split"]["seed"] == 42  # left as found
 
 
 def test_dvc_exp_run_composes_hydra_overrides(repo):
-    root, env = repo
-    out = _run([sys.executable, "-m", "dvc", "exp", "run", *[a for o in TINY for a in ("-S", o)],
-                "-S", "split.seed=11", "split"], root, env)
-    assert yaml.safe_load((root / "params.yaml").read_text())["split"]["seed"] == 11  # composed from conf/ by DVC
+    root, env, _ = repo
+    with params_restored(root, env, "split"):
+        out = _run([sys.executable, "-m", "dvc", "exp", "run", *[a for o in TINY for a in ("-S", o)],
+                    "-S", "split.seed=11", "split"], root, env)
+        assert yaml.safe_load((root / "params.yaml").read_text())["split"]["seed"] == 11  # composed from conf/ by DVC
     assert "Running stage 'split'" in out and "Running stage 'download@" not in out
 
 
@@ -84,7 +88,9 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch, requ
     from xtalml.training import run_training
     from xtalml.tracking import numeric_metrics
 
-    root, _ = repo
+    from xtalml.tasks import DataDirs
+
+    root, _, _ = repo
     monkeypatch.chdir(tmp_path)  # MLflow's artifact folder (./mlruns) lands in the tmp dir
     params = yaml.safe_load((root / "params.yaml").read_text())
     import torch
@@ -100,7 +106,7 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch, requ
         for attempt in range(2):
             out = {k: tmp_path / f"{attempt}" / task / model / name for k, name in (
                 ("metrics", "m.json"), ("evaluation", "e.json"), ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}
-            result = run_training(task, params["tasks"][task], model, params["models"][model], 42, out, root,
+            result = run_training(task, params["tasks"][task], model, params["models"][model], 42, out, DataDirs.under(root),
                                   tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
             results.append(numeric_metrics(result["test"]))
         tolerance = 0 if model in CLASSICAL else 1e-6
@@ -111,15 +117,16 @@ def test_training_twice_gives_the_same_metrics(repo, tmp_path, monkeypatch, requ
 def test_a_queued_sweep_with_two_workers_lands_in_the_project_store(repo):
     from mlflow.tracking import MlflowClient
 
-    root, env = repo
+    root, env, _ = repo
+    stage = "train_classifier@bravais_from_composition-knn"
     # queued experiments start from a commit and compose params.yaml afresh from -S: commit the knn stage and its lock
-    _run([sys.executable, "-m", "dvc", "repro", "train@sg_from_geometry--knn"], root, env)
+    _run([sys.executable, "-m", "dvc", "repro", stage], root, env)
     seed = yaml.safe_load((root / "params.yaml").read_text())["split"]["seed"]
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "tiny pipeline run"], root, env)
     for k in (4, 6):  # one stage per experiment keeps the test short; a queued run writes like any other
         _run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", f"knn-{k}", *[a for o in TINY for a in ("-S", o)],
-              "-S", f"split.seed={seed}", "-S", f"models.knn.n_neighbors={k}", "train@sg_from_geometry--knn"], root, env)
+              "-S", f"split.seed={seed}", "-S", f"models.knn.n_neighbors={k}", stage], root, env)
     _run([sys.executable, "-m", "dvc", "exp", "run", "--run-all", "-j", "2"], root, env)
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],

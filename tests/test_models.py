@@ -11,7 +11,7 @@ from xtalml.features.composition import TOKEN_WIDTH, element_tokens
 from xtalml.models.neighbours import PrototypeNeighbours, stoichiometry_patterns
 from xtalml.models.registry import (REGISTRY, build_model, model_spec, models_for, packages, predicts_in_threads,
                                     task_inputs, uses_torch, writes_loss_history)
-from xtalml.models.two_stage import lattice_of, lattice_proba
+from xtalml.models.lattices import lattice_of, lattice_proba
 from xtalml.training import labels_and_scores, prediction_threads
 
 FAST = {"max_epochs": 3, "patience": 2}
@@ -54,7 +54,7 @@ def _volume_inputs(name, n=240, seed=0):
 
 
 def _fit(name, model, X, y, X_val, y_val):
-    return model.fit(X, y, X_val, y_val) if model_spec(name).uses_validation_rows else model.fit(X, y)
+    return model.fit(X, y, eval_set=[(X_val, y_val)]) if model_spec(name).uses_validation_rows else model.fit(X, y)
 
 
 @pytest.mark.parametrize("name", models_for("classification"))
@@ -82,7 +82,7 @@ def test_classifiers_fit_predict_and_rank(name):
 def test_regressors_predict_volumes_in_cubic_angstrom(name):
     X, y, names = _volume_inputs(name)
     model = build_model(name, TINY[name], seed=0, feature_names=names)
-    model.fit(X[:200], y[:200], X[200:], y[200:])
+    model.fit(X[:200], y[:200], eval_set=[(X[200:], y[200:])])
     predicted = model.predict(X[200:])
     assert predicted.shape == (40,) and np.isfinite(predicted).all()  # two epochs: shapes and units, not accuracy
     assert len(model.history_) >= 1 and {"train_loss", "val_loss"} <= model.history_[0].keys()
@@ -104,7 +104,7 @@ def test_models_are_repeatable(name):
 def test_lightgbm_stops_early_on_the_validation_rows():
     X, y = _classification(n=600)
     model = build_model("lightgbm", {"n_estimators": 400, "learning_rate": 0.3, "patience": 5, "n_jobs": 1}, 0)
-    model.fit(X[:400], y[:400], X[400:], y[400:])
+    model.fit(X[:400], y[:400], eval_set=[(X[400:], y[400:])])
     best = int(np.nanargmin([h["val_loss"] for h in model.history_]))
     assert model.best_iteration_ == best + 1 and len(model.history_) == best + 1 + 5 < 400
 
@@ -112,14 +112,14 @@ def test_lightgbm_stops_early_on_the_validation_rows():
 def test_two_stage_combines_lattices_softly_and_never_contradicts_itself():
     X, y = _classification(n=400)
     cfg = {**TINY["two_stage"], "base_params": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1}}
-    soft = build_model("two_stage", cfg, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    soft = build_model("two_stage", cfg, seed=0).fit(X[:300], y[:300], eval_set=[(X[300:], y[300:])])
     proba = soft.predict_proba(X)
     assert np.allclose(proba.sum(axis=1), 1)
     # P(sg) = Σ_b P(b) P(sg | b): summing a lattice's groups gives back stage 1's lattice probability
     names, summed = lattice_proba(proba, soft.classes_)
     stage1 = soft.predict_lattice_proba(X)
     np.testing.assert_allclose(summed, stage1[:, [list(soft.lattice_classes_).index(n) for n in names]], atol=1e-9)
-    hard = build_model("two_stage", {**cfg, "combine": "hard"}, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    hard = build_model("two_stage", {**cfg, "combine": "hard"}, seed=0).fit(X[:300], y[:300], eval_set=[(X[300:], y[300:])])
     top_lattice = hard.lattice_classes_[hard.predict_lattice_proba(X).argmax(axis=1)]
     assert all(lattice_of(sg) == lat for sg, lat in zip(hard.predict(X), top_lattice))
     assert ((hard.predict_proba(X) > 0).sum(axis=1) < (proba > 0).sum(axis=1)).any()
@@ -157,8 +157,8 @@ def test_two_stage_blends_in_neighbours_on_covered_rows_only():
     X = np.column_stack([X, tokens.to_numpy()])
     cfg = {"base": "random_forest", "base_params": {"n_estimators": 5, "n_jobs": 1},
            "neighbours": {"weight": 0.5, "k": 5, "tau": 1.0}}
-    blended = build_model("two_stage", cfg, 0, names).fit(X[:200], y[:200], X[200:250], y[200:250])
-    plain = build_model("two_stage", {**cfg, "neighbours": {"weight": 0}}, 0, names).fit(X[:200], y[:200], X[200:250], y[200:250])
+    blended = build_model("two_stage", cfg, 0, names).fit(X[:200], y[:200], eval_set=[(X[200:250], y[200:250])])
+    plain = build_model("two_stage", {**cfg, "neighbours": {"weight": 0}}, 0, names).fit(X[:200], y[:200], eval_set=[(X[200:250], y[200:250])])
     assert blended.members_[0][0].n_features_in_ == 6  # the stages read the task's features, not the tokens
     p, q = blended.predict_proba(X[200:]), plain.predict_proba(X[200:])
     assert np.allclose(p.sum(axis=1), 1)
@@ -166,7 +166,7 @@ def test_two_stage_blends_in_neighbours_on_covered_rows_only():
     assert covered[:-1].all() and not covered[-1]
     assert not np.allclose(p[:-1], q[:-1]) and np.allclose(p[-1], q[-1])
     with pytest.raises(ValueError, match="combine: soft"):
-        build_model("two_stage", {**cfg, "combine": "hard"}, 0, names).fit(X[:200], y[:200], X[200:250], y[200:250])
+        build_model("two_stage", {**cfg, "combine": "hard"}, 0, names).fit(X[:200], y[:200], eval_set=[(X[200:250], y[200:250])])
     with pytest.raises(ValueError, match="element_tokens"):
         build_model("two_stage", cfg, 0, list("abcdef")).fit(X[:200, :6], y[:200])
     with pytest.raises(ValueError, match="unknown keys"):
@@ -175,7 +175,7 @@ def test_two_stage_blends_in_neighbours_on_covered_rows_only():
 
 def test_two_stage_ensembles_over_seeds():
     X, y = _classification()
-    model = build_model("two_stage", {**TINY["two_stage"], "seeds": 2}, seed=0).fit(X[:200], y[:200], X[200:], y[200:])
+    model = build_model("two_stage", {**TINY["two_stage"], "seeds": 2}, seed=0).fit(X[:200], y[:200], eval_set=[(X[200:], y[200:])])
     assert len(model.members_) == 2 and np.allclose(model.predict_proba(X).sum(axis=1), 1)
 
 
@@ -294,7 +294,7 @@ def test_mlp_classifier_recipe_stops_on_the_metric_it_is_told(metric):
     X, y = _classification(n=400)
     cfg = {"hidden": [32, 16], "batch_norm": True, "lr_schedule": "plateau", "label_smoothing": 0.1,
            "class_weight": "balanced", "early_stopping_metric": metric, "max_epochs": 12, "patience": 3}
-    model = build_model("mlp_classifier", cfg, 0).fit(X[:300], y[:300], X[300:], y[300:])
+    model = build_model("mlp_classifier", cfg, 0).fit(X[:300], y[:300], eval_set=[(X[300:], y[300:])])
     watched = [h.get("val_metric", h["val_loss"]) for h in model.history_]
     assert ("val_metric" in model.history_[0]) == (metric == "accuracy")
     # the loss recorded beside the metric, from the same pass over the validation rows, is the loss of the kept model
@@ -311,7 +311,7 @@ def test_mlp_regressor_stops_on_validation_mae_in_target_units():
     X, y = _volumes()
     cfg = {"hidden": [16], "batch_norm": True, "lr_schedule": "cosine", "early_stopping_metric": "mae",
            "max_epochs": 6, "patience": 6}
-    model = build_model("mlp_regressor", cfg, 0).fit(X[:200], y[:200], X[200:], y[200:])
+    model = build_model("mlp_regressor", cfg, 0).fit(X[:200], y[:200], eval_set=[(X[200:], y[200:])])
     best = model.history_[model.best_epoch_]["val_metric"]
     assert best == pytest.approx(np.abs(model.predict(X[200:]) - y[200:]).mean(), rel=1e-4)
 
@@ -336,7 +336,7 @@ def test_row_caps_subsample_train_and_early_stopping_rows_and_say_so():
     seen = {}
     model = build_model("lightgbm_regressor", TINY["lightgbm_regressor"], seed=0)
     fit = model.fit
-    model.fit = lambda X, y, X_val, y_val: seen.update(train=len(X), val=len(X_val)) or fit(X, y, X_val, y_val)
+    model.fit = lambda X, y, *, eval_set: seen.update(train=len(X), val=len(eval_set[0][0])) or fit(X, y, eval_set=eval_set)
     result, predicted, _ = fit_and_evaluate(model, "lightgbm_regressor", {"max_train_rows": 150, "max_val_rows": 25}, task, 0)
     assert seen == {"train": 150, "val": 25} and predicted.shape == (40,)
     assert result["data"] == {"model_trained_on_rows": 150, "model_early_stopped_on_val_rows": 25}
@@ -354,7 +354,7 @@ def test_composition_attention_reads_each_formula_element_by_element():
                         names)
     batches = model._batches(torch.tensor(X, dtype=torch.float32), torch.Generator().manual_seed(0))
     assert sorted(i for b in batches for i in b.tolist()) == list(range(len(X)))  # every row once per epoch
-    model.fit(X[:250], y[:250], X[250:], y[250:])
+    model.fit(X[:250], y[:250], eval_set=[(X[250:], y[250:])])
     v = X[:, names.index("v")]
     constant = v[250:] * np.median(y[:250] / v[:250])  # the estimate times the best single correction
     assert np.abs(model.predict(X[250:]) - y[250:]).mean() < 0.5 * np.abs(constant - y[250:]).mean()

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from xtalml.evaluation.report import accuracy_by_group, best_model, fmt, load_model_metrics, markdown_table, model_table
+from xtalml.evaluation.report import accuracy_by_group, fmt, load_model_metrics, markdown_table, model_table
 
 
 def _metrics(acc, seconds, cv=None):
@@ -26,7 +26,6 @@ def test_model_table_lists_models_and_baselines_best_first():
     table = model_table(results).set_index("model")
     assert table.loc["knn", "fitted on"] == "train + val" and table.loc["random_forest", "fitted on"] == "train"
     assert table.loc["knn", "val accuracy"] == 0.37
-    assert best_model(results) == "random_forest"
 
 
 def test_the_report_reads_only_the_configured_runs(tmp_path):
@@ -36,7 +35,7 @@ def test_the_report_reads_only_the_configured_runs(tmp_path):
     (tmp_path / "split").mkdir()
     (tmp_path / "split" / "summary.json").write_text("{}")  # not a model run
     assert {t: set(m) for t, m in load_model_metrics(tmp_path).items()} == {"sg": {"knn", "svm"}, "vol": {"tabnet"}}
-    runs = [{"task": "sg", "model": "svm"}, {"task": "vol", "model": "tabnet"}]  # knn taken out of train.runs
+    runs = [{"task": "sg", "model": "svm"}, {"task": "vol", "model": "tabnet"}]  # knn taken out of train.matrix
     assert {t: set(m) for t, m in load_model_metrics(tmp_path, runs).items()} == {"sg": {"svm"}, "vol": {"tabnet"}}
 
 
@@ -46,7 +45,6 @@ def test_regression_table_sorts_by_error():
                for m, mae in (("tabnet", 38.0), ("wide_deep", 0.9))}
     table = model_table(results)
     assert table["model"].tolist() == ["baseline: analytic volume", "wide_deep", "tabnet"]
-    assert best_model(results) == "wide_deep"
     text = markdown_table(table)
     assert "| baseline: analytic volume | 2.00e-04 |" in text and text.count("\n") == 4
 

@@ -12,12 +12,13 @@ from conftest import CHOICE
 from xtalml.models.registry import pip_requirements
 from xtalml.predict import load_predictor
 from xtalml.serving import (ANSWER_COLUMNS, CHAMPION_ALIAS, PREDICTOR_NAME, answer_rows, model_requirements,
-                            pick_champion, register_champion, register_predictor)
+                            register_champion, register_predictor)
 
 
-def test_champion_is_the_best_validation_score_for_the_task_kind():
-    assert pick_champion({"a": 0.5, "b": 0.7, "c": 0.7}, "classification") == "b"
-    assert pick_champion({"a": 2.0, "b": 1.5}, "regression") == "b"
+def _register_predictor(models_dir, params, store):
+    """The register stage's call: the chosen models' files, models/predictor, the conformal folder."""
+    chosen = {task: (model, models_dir / task / f"{model}.pkl") for task, model in CHOICE.items()}
+    return register_predictor(chosen, models_dir / "predictor", models_dir / "conformal", params, store)
 
 
 @pytest.fixture
@@ -34,19 +35,20 @@ def _ridge(path, alpha):
 
 def test_the_alias_moves_to_a_new_champion_and_old_versions_stay(store, tmp_path):
     example = _ridge(tmp_path / "first.pkl", 1.0)
-    # registered under a registry name (knn), which gives the requirements; the estimator itself is a toy Ridge
-    first = register_champion("toy", "knn", tmp_path / "first.pkl", example, 0.5, "mae", store)
-    again = register_champion("toy", "knn", tmp_path / "first.pkl", example, 0.5, "mae", store)
+    # registered under a registry name (knn), whose requirements it is given; the estimator itself is a toy Ridge
+    needs = pip_requirements("knn", {})
+    first = register_champion("toy", "knn", tmp_path / "first.pkl", example, 0.5, "mae", needs, store)
+    again = register_champion("toy", "knn", tmp_path / "first.pkl", example, 0.5, "mae", needs, store)
     assert first["new_version"] and not again["new_version"] and again["version"] == first["version"]
     _ridge(tmp_path / "second.pkl", 10.0)
-    second = register_champion("toy", "knn", tmp_path / "second.pkl", example, 0.4, "mae", store)
+    second = register_champion("toy", "knn", tmp_path / "second.pkl", example, 0.4, "mae", needs, store)
     client = mlflow.MlflowClient(store)
     assert second["version"] == first["version"] + 1
     assert int(client.get_model_version_by_alias("xtalml-toy", CHAMPION_ALIAS).version) == second["version"]
     assert len(client.search_model_versions("name='xtalml-toy'")) == 2
     loaded = mlflow.pyfunc.load_model("models:/xtalml-toy@champion")
     assert loaded.metadata.signature is not None and len(loaded.predict(example)) == 5
-    # no training run logged these models: register logged them with the requirements the registry gives the model
+    # no training run logged these models: register logged them with the requirements it was given
     assert set(model_requirements("models:/xtalml-toy@champion")) == set(pip_requirements("knn", {}))
     assert f"scikit-learn=={sklearn.__version__}" in pip_requirements("knn", {})
 
@@ -68,8 +70,8 @@ def test_answer_rows_keep_input_order_and_give_each_bad_row_its_reason(models_di
 
 def test_predictor_pyfunc_registers_and_answers_like_predict(store, models_dir, tmp_path):
     (tmp_path / "params.yaml").write_text("featurize: {element_tables: {}}\n")
-    info = register_predictor(models_dir, CHOICE, tmp_path / "params.yaml", store)
-    assert info["new_version"] and not register_predictor(models_dir, CHOICE, tmp_path / "params.yaml", store)["new_version"]
+    info = _register_predictor(models_dir, tmp_path / "params.yaml", store)
+    assert info["new_version"] and not _register_predictor(models_dir, tmp_path / "params.yaml", store)["new_version"]
     model = mlflow.pyfunc.load_model(f"models:/{PREDICTOR_NAME}@{CHAMPION_ALIAS}")
     out = model.predict(pd.DataFrame({"formula": ["SiO2", "Zz"]}))
     assert out.loc[0, "formula"] == "SiO2" and pd.isna(out.loc[0, "error"]) and "Zz" in out.loc[1, "error"]
@@ -81,7 +83,7 @@ def test_predict_command_answers_with_a_registered_predictor(store, models_dir, 
     from xtalml.cli import main
 
     (tmp_path / "params.yaml").write_text("featurize: {element_tables: {}}\n")
-    register_predictor(models_dir, CHOICE, tmp_path / "params.yaml", store)
+    _register_predictor(models_dir, tmp_path / "params.yaml", store)
     code = main(["predict", "NaCl", "Qq2", "--model-uri", f"models:/{PREDICTOR_NAME}@champion", "--tracking-uri", store,
                  "--format", "json"])
     out = json.loads(capsys.readouterr().out)
@@ -100,7 +102,7 @@ def test_mlflow_models_serve_answers_formulas_and_stays_up(store, models_dir, tm
     from pathlib import Path
 
     (tmp_path / "params.yaml").write_text("featurize: {element_tables: {}}\n")
-    register_predictor(models_dir, CHOICE, tmp_path / "params.yaml", store)
+    _register_predictor(models_dir, tmp_path / "params.yaml", store)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -2,9 +2,11 @@
 
 import os
 import shutil
+from contextlib import contextmanager
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -12,16 +14,16 @@ from xtalml.config import REPO_ROOT, compose
 from xtalml.models.registry import REGISTRY
 
 CLASSICAL = tuple(name for name, spec in REGISTRY.items() if spec.cross_validates)
-# Every model and every task once or more, not all 34 pairs: each train stage costs ~10 s of imports and MLflow
-# logging whatever its size. Kept: the pairs other stages and the tests name (conformal's random forest, predict's
-# defaults, knn on three tasks).
-TINY_RUNS = {"sg_from_geometry--logistic_regression", "sg_from_geometry--decision_tree", "sg_from_geometry--adaboost",
-             "sg_from_geometry--svm", "sg_from_geometry--knn", "bravais_from_composition--random_forest",
-             "bravais_from_composition--lightgbm", "bravais_from_composition--knn", "sg_from_composition--random_forest",
-             "sg_from_composition--knn", "sg_from_composition--mlp_classifier", "sg_from_composition--two_stage",
-             "volume_from_geometry--mlp_regressor", "volume_from_geometry--wide_deep", "volume_from_geometry--tabnet",
-             "volume_per_atom_from_composition--mlp_regressor", "volume_per_atom_from_composition--lightgbm_regressor",
-             "volume_per_atom_from_composition--composition_attention"}
+# Every kind of training path once or more in 21 train stages (each costs ~10 s of imports and MLflow logging whatever
+# its size): five classifiers on both composition symmetry tasks (decision_tree, adaboost and svm take logistic
+# regression's path, a scikit-learn pipeline with cross-validation; test_models fits them), two_stage on both
+# space-group tasks, every regressor on both volume tasks.
+_FULL = compose()["train"]["matrix"]
+TINY_MATRIX = {"classifier": {"task": ["bravais_from_composition", "sg_from_composition"],
+                              "model": ["logistic_regression", "random_forest", "knn", "mlp_classifier", "lightgbm"]},
+               "regressor": _FULL["regressor"], "two_stage": {"task": ["sg_from_composition", "sg_from_geometry"],
+                                                              "model": ["two_stage"]},
+               "attention": _FULL["attention"]}
 EPOCHS = tuple(name for name, spec in REGISTRY.items() if spec.torch)
 # The real config, shrunk: few rows, one or two epochs or a few boosting rounds, two folds.
 TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oqmd_volume.limit=1500",
@@ -43,7 +45,21 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "generate.search.candidates=2", "generate.benchmark.search.candidates=2", "generate.search.top_k=2",
         "generate.search.steps=40",
         "generate.benchmark.formulas_per_bin=[1,1,0,0]",
-        *[f"~train.runs.{run}" for run in compose()["train"]["runs"] if run not in TINY_RUNS]]
+        *[f"train.matrix.{group}.{axis}=[{','.join(values)}]" for group, axes in TINY_MATRIX.items()
+          for axis, values in axes.items()]]
+
+
+@contextmanager
+def params_restored(root: Path, env: dict, *stages: str) -> Iterator[None]:
+    """Run a block that changes params.yaml and re-runs `stages`, then put params.yaml and dvc.lock back and bring
+    those stages' outputs back (from DVC's run cache): the next test finds the pipeline as the fixture left it."""
+    saved = {name: (root / name).read_bytes() for name in ("params.yaml", "dvc.lock") if (root / name).exists()}
+    try:
+        yield
+    finally:
+        for name, content in saved.items():
+            (root / name).write_bytes(content)
+        run([sys.executable, "-m", "dvc", "repro", *stages], root, env)
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from xtalml.chemistry import shorten
 from xtalml.cif.parse import MAX_FILE_BYTES
-from xtalml.predict import (DEFAULT_MODELS, answers_table, calibration_for, champion_models, default_timeout,
-                            load_predictor, predict_cifs, predict_formulas)
+from xtalml.champions import registered_champions
+from xtalml.predict import (PREDICT_TASKS, answers_table, calibration_for, default_timeout, load_predictor, predict_cifs,
+                            predict_formulas)
 
 
 def _coverage(text: str) -> float:
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="MLflow tracking URI for --mlflow-run and --model-uri (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     p.add_argument("--model-uri", default=None, metavar="URI",
                    help="answer with a registered predictor instead of --models, e.g. models:/xtalml-predictor@champion")
-    for task in DEFAULT_MODELS:
+    for task in PREDICT_TASKS:
         p.add_argument(f"--{task.replace('_', '-')}", default=None, metavar="MODEL",
                        help=f"model for {task} (default: its champion in metrics/register.json)")
     g = sub.add_parser("generate", help="candidate crystal structures for formulas, relaxed with CHGNet, ranked by energy")
@@ -110,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     formulas, cifs, errors = _read_inputs(args.inputs)
     if args.model_uri:
         return _predict_with_model_uri(args, formulas, cifs, errors)
-    choice = champion_models() | {task: getattr(args, task) for task in DEFAULT_MODELS if getattr(args, task)}
+    named = {task: getattr(args, task) for task in PREDICT_TASKS if getattr(args, task)}
     try:
+        choice = registered_champions([t for t in PREDICT_TASKS if t not in named]) | named
         predictor = load_predictor(args.models, choice, args.mlflow_run, args.tracking_uri, serving=True)
         if args.coverage is not None:  # fail before any work when the sets cannot be made
             calibration_for(predictor)
@@ -199,8 +201,7 @@ def _generate(args) -> int:
         settings.candidates = args.candidates
     tasks = ("sg_from_composition", "volume_per_atom_from_composition")
     try:
-        predictor = load_predictor(args.models, {t: m for t, m in champion_models().items() if t in tasks},
-                                   serving=True)
+        predictor = load_predictor(args.models, registered_champions(tasks), serving=True)
     except (FileNotFoundError, ValueError) as exc:
         print(f"xtalml generate: {exc}", file=sys.stderr)
         return 2

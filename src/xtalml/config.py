@@ -30,15 +30,33 @@ def section(params: dict[str, Any], name: str, required: Sequence[str] = ()) -> 
     return values
 
 
+TRAIN_GROUP_KEYS = ("task", "model")
+
+
 def training_runs(params: dict[str, Any]) -> list[dict[str, str]]:
-    """train.runs as {task, model} pairs; each entry is `<task>--<model>: [task, model]`."""
-    runs = section(params, "train", ["runs"])["runs"]
-    out = []
-    for key, pair in runs.items():
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and key == f"{pair[0]}--{pair[1]}"):
-            raise ValueError(f"train.runs.{key} is {pair!r}; write it as {key}: [<task>, <model>], the key <task>--<model>")
-        out.append({"task": pair[0], "model": pair[1]})
+    """Every (task, model) the train stages fit: train.matrix.<group> is one DVC matrix, each of its tasks × each of its
+    models (stage train_<group>@<task>-<model>); a model trains on the tasks of its own group only."""
+    groups = section(params, "train", ["matrix"])["matrix"]
+    out: list[dict[str, str]] = []
+    for group, axes in groups.items():
+        if not isinstance(axes, dict) or set(axes) != set(TRAIN_GROUP_KEYS) or not all(
+                isinstance(axes[k], list) and axes[k] for k in TRAIN_GROUP_KEYS):
+            raise ValueError(f"train.matrix.{group} is {axes!r}; write it as {{task: [<task>, ...], model: [<model>, ...]}}")
+        unknown = [t for t in axes["task"] if t not in params.get("tasks", {})]
+        if unknown:
+            raise ValueError(f"train.matrix.{group}.task names {unknown}, not in the tasks section")
+        out += [{"task": str(task), "model": str(model), "group": str(group)}
+                for task in axes["task"] for model in axes["model"]]
+    pairs = [(r["task"], r["model"]) for r in out]
+    twice = sorted({f"{t}-{m}" for t, m in pairs if pairs.count((t, m)) > 1})
+    if twice:
+        raise ValueError(f"train.matrix: {', '.join(twice)} in more than one group")
     return out
+
+
+def task_models(params: dict[str, Any], task: str) -> list[str]:
+    """The models trained on one task, sorted."""
+    return sorted({run["model"] for run in training_runs(params) if run["task"] == task})
 
 
 def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> dict[str, Any]:
@@ -63,39 +81,3 @@ def source_section(params: dict[str, Any], key: str) -> dict[str, Any]:
 def source_config(name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The composed config of one data source (conf/data/<name>.yaml) as the primary source."""
     return compose([f"data@sources.primary={name}", *overrides])["sources"]["primary"]
-
-
-def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
-    """dvc.yaml's top-level plots for every training run: confusion, predicted-vs-true, loss curves, importances."""
-    from xtalml.evaluation.report import UNITS
-    from xtalml.models.registry import model_spec, writes_loss_history
-
-    runs = training_runs(params)
-    plots: list[dict[str, Any]] = []
-    for run in runs:
-        task, model = run["task"], run["model"]
-        folder = f"plots/{task}/{model}"
-        if params["tasks"][task]["kind"] == "classification":
-            plots.append({f"{folder}/confusion.csv": {
-                "title": f"{task} {model}: confusion on test", "template": "confusion",
-                "x": "predicted", "y": "actual"}})
-        spec = model_spec(model)
-        if writes_loss_history(model, params["models"][model]):
-            plots.append({f"{folder}/loss.csv": {
-                "title": f"{task} {model}: loss per epoch", "x": "epoch", "y": ["train_loss", "val_loss"]}})
-        if spec.feature_importance:
-            plots.append({f"{folder}/feature_importance.csv": {
-                "title": f"{task} {model}: feature importance", "template": "bar_horizontal_sorted",
-                "x": "importance", "y": "feature"}})
-    for task, spec in params["tasks"].items():
-        files = [f"plots/{task}/{r['model']}/parity.csv" for r in runs if r["task"] == task]
-        if spec["kind"] == "regression" and files:
-            unit = UNITS.get(spec["target"], "")
-            plots.append({f"{task} predicted vs true": {
-                "template": "scatter", "x": "true", "y": {path: "predicted" for path in files},
-                "x_label": f"true {spec['target']} ({unit})", "y_label": f"predicted {spec['target']} ({unit})"}})
-    if "generate" in params:
-        plots.append({"CSP benchmark: match rate against candidates per formula": {
-            "x": "candidates", "y": {"plots/generate/match_curve.csv": list(params["generate"]["arms"])},
-            "x_label": "candidates per formula", "y_label": "true structure found (CDVAE tolerances)"}})
-    return plots

@@ -17,23 +17,10 @@ from xtalml.config import load_params
 from xtalml.features.composition import AMOUNTS_GROUP, GROUPS, composition_features, element_tokens, formula_arrays
 from xtalml.features.embeddings import table_specs
 
-# The tasks predict answers, and the model each falls back to where no register stage has chosen a champion yet
-DEFAULT_MODELS = {"bravais_from_composition": "random_forest", "sg_from_composition": "random_forest",
-                  "volume_per_atom_from_composition": "mlp_regressor"}
-REGISTER_FILE = Path("metrics/register.json")
+PREDICT_TASKS = ("bravais_from_composition", "sg_from_composition", "volume_per_atom_from_composition")
 SERVING_DIR = "predictor"  # models/predictor: the register stage's champions in the form that loads fastest
 TASK_COLUMNS = {"bravais_from_composition": "bravais", "sg_from_composition": "space_group",
                 "volume_per_atom_from_composition": "volume_per_atom"}
-
-
-def champion_models(register_file: Path = REGISTER_FILE) -> dict[str, str]:
-    """Each predict task's champion, as the register stage chose it on the validation rows (metrics/register.json);
-    DEFAULT_MODELS for a task it lists no champion for, or where the file is missing."""
-    try:
-        chosen = json.loads(Path(register_file).read_text())["tasks"]
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
-        chosen = {}
-    return {task: chosen.get(task, {}).get("champion") or model for task, model in DEFAULT_MODELS.items()}
 
 
 @dataclass
@@ -62,16 +49,22 @@ def serving_models(models_dir: Path = Path("models")) -> dict[str, str]:
 
 
 def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] | None = None,
-                   mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None, serving: bool = False) -> Predictor:
-    """Load models/<task>/<model>.pkl for each task of `choice` (by default every task, with its champion), or a logged
+                   mlflow_runs: Sequence[str] = (), tracking_uri: str | None = None, serving: bool = False, *,
+                   calibrations: bool = True, lattice: bool = True) -> Predictor:
+    """Load models/<task>/<model>.pkl for each task of `choice` (by default every task, with the champion the register
+    stage recorded in metrics/register.json), or a logged
     MLflow run's model in place of its task's file. serving=True reads a model from models/predictor instead where the
-    register stage wrote that model there (the compact form: the same answers, memory-mapped, loaded in milliseconds)."""
+    register stage wrote that model there (the compact form: the same answers, memory-mapped, loaded in milliseconds).
+    calibrations, lattice: also read models/conformal/*.json and models/lattice/lattice.pkl where they exist (a stage
+    that does not declare them turns them off)."""
     import joblib
 
     from xtalml.features.composition import use_saved_elemental_tables
     from xtalml.models.compact import ELEMENT_TABLES, load_compact
 
-    bundles, names = {}, dict(choice) if choice else champion_models()
+    from xtalml.champions import registered_champions
+
+    bundles, names = {}, dict(choice) if choice else registered_champions(PREDICT_TASKS)
     served = serving_models(models_dir) if serving else {}
     if served and (Path(models_dir) / SERVING_DIR / ELEMENT_TABLES).exists():
         use_saved_elemental_tables(Path(models_dir) / SERVING_DIR / ELEMENT_TABLES)
@@ -86,17 +79,19 @@ def load_predictor(models_dir: Path = Path("models"), choice: Mapping[str, str] 
             continue
         path = Path(models_dir) / task / f"{model}.pkl"
         if not path.exists():
-            raise FileNotFoundError(f"model file {path} is missing: run `dvc repro train@{task}--{model}` first")
+            raise FileNotFoundError(f"model file {path} is missing: run `dvc repro --glob 'train_*@{task}-{model}'` "
+                                    f"first")
         bundles[task] = joblib.load(path)
     for task, model in names.items():
         bundles[task]["name"] = model
     calibration = {}
-    for path in sorted((Path(models_dir) / "conformal").glob("*.json")):
+    for path in sorted((Path(models_dir) / "conformal").glob("*.json")) if calibrations else ():
         cal = json.loads(path.read_text())
         calibration[cal["task"]] = cal
     lattice_path = Path(models_dir) / "lattice" / "lattice.pkl"
-    lattice = load_compact(lattice_path) if "sg_from_composition" in bundles and lattice_path.exists() else None
-    return Predictor(bundles, calibration, lattice=lattice)
+    cells = (load_compact(lattice_path) if lattice and "sg_from_composition" in bundles and lattice_path.exists()
+             else None)
+    return Predictor(bundles, calibration, lattice=cells)
 
 
 def headline_cells(lattice_bundle: Mapping[str, Any], features: pd.DataFrame, formulas: Sequence[str],
@@ -141,8 +136,8 @@ def _bundle_from_mlflow(run_id: str, uri: str | None) -> tuple[str, str, dict[st
     except MlflowException as exc:
         raise FileNotFoundError(f"MLflow run {run_id} not found in {tracking_uri(uri)}") from exc
     task, model = run.data.tags.get("task"), run.data.tags.get("model")
-    if task not in DEFAULT_MODELS:
-        raise FileNotFoundError(f"MLflow run {run_id} is a {task!r} run; predict uses runs of {', '.join(DEFAULT_MODELS)}")
+    if task not in PREDICT_TASKS:
+        raise FileNotFoundError(f"MLflow run {run_id} is a {task!r} run; predict uses runs of {', '.join(PREDICT_TASKS)}")
     model_uri = run.data.tags.get("model_uri")
     if not model_uri:
         raise FileNotFoundError(f"MLflow run {run_id} logged no model (tag model_uri); re-run its train stage")

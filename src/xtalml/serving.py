@@ -1,4 +1,4 @@
-"""MLflow Model Registry: each task's champion (best on its validation rows) and the xtalml-predictor pyfunc."""
+"""MLflow Model Registry: each task's champion (chosen by xtalml.champions) and the xtalml-predictor pyfunc."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from xtalml.models.registry import pip_requirements, task_inputs
+from xtalml.models.registry import task_inputs
 from xtalml.predict import (SERVING_DIR, TASK_COLUMNS, answers_table, load_predictor, predict_cifs, predict_formulas,
                             serving_models)
-from xtalml.tasks import load_task
+from xtalml.tasks import DataDirs, load_task
 from xtalml.tracking import EXPERIMENT_KIND, experiment_id, file_digest, log_model, pinned, tracking_uri
 
 CHAMPION_ALIAS = "champion"
@@ -34,31 +34,11 @@ def registered_name(task: str) -> str:
     return f"xtalml-{task}"
 
 
-def validation_scores(task_name: str, models: Sequence[str], metrics_dir: Path) -> dict[str, float]:
-    """Each trained model's score on the task's validation rows (accuracy, or MAE for regression), as its train stage
-    computed it and wrote it to metrics/<task>/<model>.json."""
-    scores = {}
-    for model in models:
-        path = Path(metrics_dir) / task_name / f"{model}.json"
-        recorded = json.loads(path.read_text()).get("validation")
-        if not recorded:
-            raise ValueError(f"{path} holds no validation score: task {task_name} has no validation rows (the champion "
-                             f"is chosen on them, never on test), or train@{task_name}--{model} predates them; re-run it")
-        scores[model] = float(recorded["accuracy" if "accuracy" in recorded else "mae"])
-    return scores
-
-
 def validation_example(task_name: str, task_cfg: Mapping[str, Any], model: str, feature_names: Sequence[str],
-                       root: Path = Path(".")) -> pd.DataFrame:
+                       data: DataDirs = DataDirs()) -> pd.DataFrame:
     """The first validation rows of a task, in the columns a model reads: a logged model's input example."""
-    task = load_task(task_name, task_cfg, root, **task_inputs(model))
+    task = load_task(task_name, task_cfg, data, **task_inputs(model))
     return task.frames["val"][list(feature_names)].iloc[:5].reset_index(drop=True)
-
-
-def pick_champion(scores: Mapping[str, float], kind: str) -> str:
-    """Best validation score (highest accuracy, lowest MAE); ties go to the first name in sorted order."""
-    sign = -1.0 if kind == "classification" else 1.0
-    return min(sorted(scores), key=lambda m: sign * scores[m])
 
 
 def _client(uri: str | None):
@@ -88,9 +68,9 @@ def _training_run(client, task: str, model: str):
 
 def register_champion(task: str, model: str, model_path: Path,
                       example: pd.DataFrame | Callable[[Sequence[str]], pd.DataFrame], score: float, metric: str,
-                      uri: str | None = None) -> dict[str, Any]:
+                      requirements: Sequence[str], uri: str | None = None) -> dict[str, Any]:
     """Register the model its training run logged (or, for a run without one, log it now, with `example` or the rows
-    example(feature names) gives as its input example, and the pip requirements its registry entry gives) as
+    example(feature names) gives as its input example, and `requirements`, the pinned packages it needs) as
     xtalml-<task> and point the alias 'champion' at it. A model file already registered as the champion is not
     registered again; the earlier versions stay."""
     client = _client(uri)
@@ -106,9 +86,7 @@ def register_champion(task: str, model: str, model_path: Path,
                               experiment_id=None if run else experiment_id(client, task)):
             bundle = joblib.load(model_path)
             rows = example(bundle["feature_names"]) if callable(example) else example
-            # a registered model name gives its packages (a base learner's too, named in the estimator's params)
-            needs = pip_requirements(model, bundle["model"].get_params(deep=False))
-            model_uri = log_model(bundle["model"], rows, needs)
+            model_uri = log_model(bundle["model"], rows, list(requirements))
     version = str(mlflow.register_model(model_uri, name).version)
     for key, value in {"model": model, "model_digest": digest, f"validation_{metric}": f"{score:.6f}"}.items():
         client.set_model_version_tag(name, version, key, value)
@@ -185,22 +163,45 @@ def _flat(answer: dict) -> dict[str, Any]:
     return answers_table([answer]).iloc[0].to_dict()
 
 
-def register_predictor(models_dir: Path, choice: Mapping[str, str], params_path: Path, uri: str | None = None,
-                       requirements: Sequence[str] = ()) -> dict[str, Any]:
-    """Write the chosen models to models/predictor in the form predict loads fastest (write_serving_models), log
-    XtalmlPredictor with those, the conformal calibration and params.yaml as its artifacts, register it as
-    xtalml-predictor and point 'champion' at it (skipped when those files are unchanged);
+def write_serving_models(models: Mapping[str, tuple[str, Path]], out_dir: Path) -> dict[str, dict[str, str]]:
+    """Write each task's chosen model ({task: (model name, its .pkl)}) to out_dir/<task>.joblib in the form predict
+    loads fastest (its registry entry's compact form, else the fitted model as it is), the element tables beside them;
+    returns and writes the manifest."""
+    from xtalml.features.composition import save_elemental_tables
+    from xtalml.models.compact import ELEMENT_TABLES, save_compact, to_compact
+    from xtalml.models.registry import REGISTRY
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.joblib"):
+        old.unlink()
+    manifest = {}
+    for task, (model, path) in models.items():
+        bundle = joblib.load(path)
+        form = REGISTRY[model].compact if model in REGISTRY else None  # a model from elsewhere: served as it is
+        compact = None if form is None else to_compact(form, bundle["model"])
+        save_compact({**bundle, "model": bundle["model"] if compact is None else compact, "name": model},
+                     out_dir / f"{task}.joblib")
+        manifest[task] = {"model": model, "form": "pickle" if compact is None else "compact"}
+    save_elemental_tables(out_dir / ELEMENT_TABLES)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def register_predictor(models: Mapping[str, tuple[str, Path]], served: Path, conformal_dir: Path, params_path: Path,
+                       uri: str | None = None, requirements: Sequence[str] = ()) -> dict[str, Any]:
+    """Write the chosen models ({task: (model name, its .pkl)}) to `served` (models/predictor) in the form predict
+    loads fastest, log XtalmlPredictor with those, the conformal calibrations of conformal_dir and params.yaml as its
+    artifacts, register it as xtalml-predictor and point 'champion' at it (skipped when those files are unchanged);
     `requirements`: pinned packages the chosen models need (their logged models' lists)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from xtalml.models.compact import write_serving_models
-
     client = _client(uri)
-    served = Path(models_dir) / SERVING_DIR
-    forms = write_serving_models(models_dir, choice, served)
-    files = {f"models/{SERVING_DIR}/{p.name}": p for p in sorted(served.iterdir())}  # models, manifest, element tables
-    files |= {f"models/conformal/{p.name}": p for p in sorted((Path(models_dir) / "conformal").glob("*.json"))}
+    forms = write_serving_models(models, served)
+    choice = {task: model for task, (model, _) in models.items()}
+    files = {f"models/{SERVING_DIR}/{p.name}": p for p in sorted(Path(served).iterdir())}  # models, manifest, tables
+    files |= {f"models/conformal/{p.name}": p for p in sorted(Path(conformal_dir).glob("*.json"))}
     files["params.yaml"] = Path(params_path)
     digest = ",".join(f"{k}={file_digest(p)}" for k, p in sorted(files.items()))
     current = _current(client, PREDICTOR_NAME)

@@ -15,6 +15,7 @@ from xtalml.splitting import exclude_lesser_parts
 
 BASELINE_COLUMNS = ("geom_volume_analytic", "magpie_mean_GSvolume_pa")
 PARTS = ("train", "val", "test")
+UNITS = {"volume": "Å³", "volume_per_atom": "Å³/atom"}  # of the regression targets
 
 
 @dataclass
@@ -45,6 +46,23 @@ FEATURES_DIR = Path("data/features")  # featurize@<source> writes <source>/featu
 SPLIT_DIR = Path("data/split")        # the split stage writes <source>.parquet (id, part, group)
 
 
+@dataclass(frozen=True)
+class DataDirs:
+    """Where a task's rows are: the featurize stages' folder (<source>/features.parquet) and a split's folder."""
+
+    features: Path = FEATURES_DIR
+    split: Path = SPLIT_DIR
+
+    @classmethod
+    def under(cls, root: Path) -> "DataDirs":
+        """The default folders of a checkout at root."""
+        return cls(Path(root) / FEATURES_DIR, Path(root) / SPLIT_DIR)
+
+    def schema(self, source: str) -> dict[str, Any]:
+        """featurize@<source>'s feature_schema.json."""
+        return json.loads((self.features / source / "feature_schema.json").read_text())
+
+
 def task_sources(cfg: Mapping[str, Any]) -> list[str]:
     """The sources whose rows a task stacks (keys of `sources` in params.yaml), first source first."""
     sources = cfg.get("sources")
@@ -58,26 +76,25 @@ def table_name(sources: Sequence[str]) -> str:
     return "+".join(sources)
 
 
-def task_paths(cfg: Mapping[str, Any], root: Path = Path("."), split_dir: Path | None = None) -> list[Path]:
+def task_paths(cfg: Mapping[str, Any], data: DataDirs = DataDirs()) -> list[Path]:
     """Feature, schema and split files of every source a task stacks."""
     return [path for source in task_sources(cfg) for path in (
-        root / FEATURES_DIR / source / "features.parquet", root / FEATURES_DIR / source / "feature_schema.json",
-        (split_dir or root / SPLIT_DIR) / f"{source}.parquet")]
+        data.features / source / "features.parquet", data.features / source / "feature_schema.json",
+        data.split / f"{source}.parquet")]
 
 
-def read_table(sources: Sequence[str], columns: Sequence[str] | None = None, root: Path = Path("."),
-               split_dir: Path | None = None) -> pd.DataFrame:
+def read_table(sources: Sequence[str], columns: Sequence[str] | None = None, data: DataDirs = DataDirs()) -> pd.DataFrame:
     """The sources' feature rows stacked (a row id counts once, from the first source that has it), with their
     split part; a group held out anywhere in the stack keeps only that part here, its other rows become 'excluded'."""
     import pyarrow.parquet as pq
 
     frames = []
     for source in sources:
-        path = root / FEATURES_DIR / source / "features.parquet"
+        path = data.features / source / "features.parquet"
         present = pq.read_schema(path).names
         wanted = [c for c in dict.fromkeys(columns) if c in present] if columns is not None else None
         rows = pd.read_parquet(path, columns=wanted)
-        frames.append(rows.merge(pd.read_parquet((split_dir or root / SPLIT_DIR) / f"{source}.parquet"), on="id", how="inner"))
+        frames.append(rows.merge(pd.read_parquet(data.split / f"{source}.parquet"), on="id", how="inner"))
     table = pd.concat(frames, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
     table["part"] = exclude_lesser_parts(table["part"], table["group"])
     return table
@@ -88,24 +105,24 @@ def model_config(task_cfg: Mapping[str, Any], model_name: str, models: Mapping[s
     return {**models[model_name], **(task_cfg.get("model_overrides") or {}).get(model_name, {})}
 
 
-def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: Path | None = None,
-              input_groups: Sequence[str] = (), optional_groups: Sequence[str] = ()) -> TaskData:
+def load_task(name: str, cfg: Mapping[str, Any], data: DataDirs = DataDirs(), input_groups: Sequence[str] = (),
+              optional_groups: Sequence[str] = ()) -> TaskData:
     """Rows with a target and complete features, split into parts, rare classes handled as configured.
 
-    split replaces the folder of split files (another split mode, for comparison); input_groups are feature groups a
+    data: the feature and split folders (another split's folder compares split modes); input_groups are feature groups a
     model reads beyond the task's own (its registry entry's input_groups), appended after them; optional_groups are
     appended after those, and a row lacking them stays (NaN there).
     """
-    paths = task_paths(cfg, root, split)
+    paths = task_paths(cfg, data)
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"task {name} needs {path}; run `dvc repro` for the stages that write it")
     sources = task_sources(cfg)
-    schemas = {s: json.loads((root / FEATURES_DIR / s / "feature_schema.json").read_text()) for s in sources}
+    schemas = {s: data.schema(s) for s in sources}
     names = feature_columns(schemas[sources[0]], [*cfg["features"], *input_groups, *optional_groups])
     required = feature_columns(schemas[sources[0]], [*cfg["features"], *input_groups])
     if not names:
-        raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {FEATURES_DIR / sources[0]}")
+        raise ValueError(f"task {name}: feature groups {list(cfg['features'])} are empty in {data.features / sources[0]}")
     for source, schema in schemas.items():
         missing = set(names) - {c for group in schema["features"].values() for c in group}
         if missing:
@@ -113,7 +130,7 @@ def load_task(name: str, cfg: Mapping[str, Any], root: Path = Path("."), split: 
                              f"(e.g. {sorted(missing)[0]}); a stacked source needs the feature groups "
                              f"{[*cfg['features'], *input_groups, *optional_groups]}")
     target = cfg["target"]
-    table = read_table(sources, ["id", "reduced_formula", "source", target, *names, *BASELINE_COLUMNS], root, split)
+    table = read_table(sources, ["id", "reduced_formula", "source", target, *names, *BASELINE_COLUMNS], data)
     excluded = table["part"] == "excluded"
     info: dict[str, Any] = {"table": table_name(sources), "rows_excluded": (  # group held out by another source here
         table.loc[excluded, "source"].value_counts().to_dict() if "source" in table else int(excluded.sum()))}

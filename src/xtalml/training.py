@@ -20,7 +20,7 @@ from xtalml.evaluation.metrics import (classification_metrics, headline_metrics,
                                        scores_of)
 from xtalml.models.registry import (build_model, early_stops, model_spec, pip_requirements, predicts_in_threads,
                                     task_inputs)
-from xtalml.tasks import TaskData, load_task, model_config
+from xtalml.tasks import DataDirs, TaskData, load_task, model_config
 from xtalml.tracking import (file_digest, file_md5, flatten, git_commit, log_dataset, log_model, log_results,
                              numeric_metrics, training_run)
 
@@ -81,23 +81,22 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
     rows = subsample_rows(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
     if len(rows) < len(task.y["train"]):
         result["data"]["model_trained_on_rows"] = int(len(rows))
+    fit_jobs = int(model_cfg.get("fit_jobs") or 1)
     started = time.perf_counter()
     if model_spec(model_name).uses_validation_rows:
         # early stopping may watch a subsample of the validation rows: scoring all of them each epoch can cost more than the epoch
         val = subsample_rows(len(task.y["val"]), model_cfg.get("max_val_rows"), seed)
         if len(val) < len(task.y["val"]):
             result["data"]["model_early_stopped_on_val_rows"] = int(len(val))
-        model.fit(task.X["train"][rows], task.y["train"][rows], task.X["val"][val], task.y["val"][val])
+        model = fit_rows(model, task.X["train"][rows], task.y["train"][rows],
+                         eval_set=[(task.X["val"][val], task.y["val"][val])])
     elif cross_validation:
         result["cv"], model, seconds = cross_validate_and_fit(
             model, task, int(model_cfg["cv_folds"]), model_cfg.get("cv_max_rows"), seed, rows,
             int(model_cfg.get("cv_jobs") or 1))
         result["train_seconds"] = round(seconds, 3)
     else:
-        # fit_jobs: joblib workers for an estimator whose n_jobs is left null (a forest's trees); its predictions,
-        # outside this block, stay on one thread
-        with joblib.parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
-            model.fit(task.X["train"][rows], task.y["train"][rows])
+        model = fit_rows(model, task.X["train"][rows], task.y["train"][rows], fit_jobs=fit_jobs)
     result.setdefault("train_seconds", round(time.perf_counter() - started, 3))
     threads = prediction_threads(model_name, model_cfg)
     if len(task.y.get("val", ())):  # the register stage picks each task's champion on this score
@@ -107,8 +106,7 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
         task = task.with_validation_in_train()
         rows = subsample_rows(len(task.y["train"]), model_cfg.get("max_train_rows"), seed)
         started = time.perf_counter()
-        with joblib.parallel_config(backend="threading", n_jobs=int(model_cfg.get("fit_jobs") or 1)):
-            model = clone(model).fit(task.X["train"][rows], task.y["train"][rows])
+        model = fit_rows(clone(model), task.X["train"][rows], task.y["train"][rows], fit_jobs=fit_jobs)
         result["data"]["refitted_on_train_and_val_rows"] = int(len(rows))
         result["refit_seconds"] = round(time.perf_counter() - started, 3)
     subsets = test_subsets(task)
@@ -135,6 +133,15 @@ def fit_and_evaluate(model, model_name: str, model_cfg: Mapping[str, Any], task:
     else:
         del result["test_by_source"]
     return result, predicted, model
+
+
+def fit_rows(model, X: np.ndarray, y: np.ndarray, *, fit_jobs: int = 1, eval_set=None):
+    """model.fit on these rows: early-stopping on eval_set where given; else with fit_jobs joblib threads for an
+    estimator whose n_jobs is left null (a forest's trees; its predictions stay on one thread)."""
+    if eval_set is not None:
+        return model.fit(X, y, eval_set=eval_set)
+    with joblib.parallel_config(backend="threading", n_jobs=fit_jobs):
+        return model.fit(X, y)
 
 
 def prediction_threads(model_name: str, model_cfg: Mapping[str, Any]) -> int:
@@ -170,7 +177,7 @@ def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X
 
     y_true holds the groups before rare ones merged, so a row is scored on its real lattice as the Bravais task is.
     """
-    from xtalml.models.two_stage import lattice_of, lattice_proba
+    from xtalml.models.lattices import lattice_of, lattice_proba
 
     truth = np.array([lattice_of(v) for v in y_true.astype(str)])
     names, summed = lattice_proba(proba, classes)
@@ -182,10 +189,10 @@ def _lattice_accuracies(model, proba: np.ndarray, classes, y_true: np.ndarray, X
 
 
 def run_training(task_name: str, task_cfg: Mapping[str, Any], model_name: str, model_cfg: Mapping[str, Any],
-                 seed: int, out: Mapping[str, Path], root: Path = Path("."), tracking_uri: str | None = None) -> dict:
+                 seed: int, out: Mapping[str, Path], data: DataDirs = DataDirs(), tracking_uri: str | None = None) -> dict:
     """Everything one `train` stage does, inside one MLflow run; returns the full evaluation written to
     out['evaluation'] (out['metrics'] gets its headline figures)."""
-    task = load_task(task_name, task_cfg, root, **task_inputs(model_name))
+    task = load_task(task_name, task_cfg, data, **task_inputs(model_name))
     model_cfg = model_config(task_cfg, model_name, {model_name: model_cfg})
     model = build_model(model_name, model_cfg, seed, task.feature_names)
     with training_run(task_name, model_name, tracking_uri):

@@ -10,7 +10,7 @@ import pandas as pd
 from xtalml.features.composition import Parsed, composition_features, formula_arrays
 from xtalml.features.embeddings import table_specs
 from xtalml.models.registry import build_model
-from xtalml.tasks import PARTS, TaskData, load_task, model_config
+from xtalml.tasks import PARTS, DataDirs, TaskData, load_task, model_config
 from xtalml.evaluation.cross_validation import subsample_rows
 from xtalml.training import fit_and_evaluate
 
@@ -43,7 +43,7 @@ def subsampled(task: TaskData, limits: Mapping[str, int | None], seed: int) -> T
                                frames={p: task.frames[p].iloc[keep[p]].reset_index(drop=True) for p in PARTS})
 
 
-def feature_set_ablation(params: Mapping[str, Any]) -> dict[str, Any]:
+def feature_set_ablation(params: Mapping[str, Any], data: DataDirs = DataDirs()) -> dict[str, Any]:
     """Refit ablation.models.<task> on every ablation.feature_sets entry: the same subsampled train and validation
     rows and all test rows for every set, one seed; test metrics per set."""
     cfg, seed = params["ablation"], int(params["train"]["seed"])
@@ -54,7 +54,7 @@ def feature_set_ablation(params: Mapping[str, Any]) -> dict[str, Any]:
         task_cfg = params["tasks"][task_name]
         model_cfg = {k: v for k, v in model_config(task_cfg, model_name, params["models"]).items()
                      if k not in ("max_train_rows", "max_val_rows")}  # the ablation's own row limits apply
-        full = load_task(task_name, task_cfg)
+        full = load_task(task_name, task_cfg, data)
         task = subsampled(full, limits, seed)
         parsed = {part: formula_arrays(task.frames[part]["reduced_formula"].tolist()) for part in PARTS}
         runs = []

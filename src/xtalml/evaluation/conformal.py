@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from xtalml.config import training_runs
+if TYPE_CHECKING:
+    from xtalml.tasks import DataDirs
+
 
 
 def _true_columns(classes: Sequence, y_true: Sequence) -> np.ndarray:
@@ -83,7 +85,7 @@ def calibration_model(model_name: str, model_cfg: Mapping[str, Any], task, seed:
         return model.fit(task.X["train"], task.y["train"]), np.ones(len(groups), dtype=bool)
     names = np.unique(groups)
     watched = np.isin(groups, np.random.default_rng(seed).permutation(names)[: len(names) // 2])
-    model.fit(task.X["train"], task.y["train"], task.X["val"][watched], task.y["val"][watched])
+    model.fit(task.X["train"], task.y["train"], eval_set=[(task.X["val"][watched], task.y["val"][watched])])
     return model, ~watched
 
 
@@ -127,22 +129,21 @@ def mondrian_evaluation(scores: np.ndarray, keys: np.ndarray, proba: np.ndarray,
     return out
 
 
-SPLIT_MODES_DIR = "data/split_modes"  # the split_modes stage's assignment of every source by chemical system
-
-
-def conformal_model_name(params: Mapping[str, Any], task_name: str, metrics_dir: Path = Path("metrics")) -> str:
-    """conformal.model, or with `champion` the task's model best on the validation rows (as the register stage picks)."""
+def conformal_model_name(params: Mapping[str, Any], task_name: str, task_metrics: Path) -> str:
+    """conformal.model, or with `champion` the task's model best on the validation rows (xtalml.champions, as the
+    register stage chooses it)."""
     name = params["conformal"]["model"]
     if name != "champion":
         return name
-    from xtalml.serving import pick_champion, validation_scores
+    from xtalml.champions import choose_champion
 
-    models = sorted({r["model"] for r in training_runs(params) if r["task"] == task_name})
-    return pick_champion(validation_scores(task_name, models, metrics_dir), params["tasks"][task_name]["kind"])
+    return choose_champion(params, task_name, task_metrics)["champion"]
 
 
-def calibrate_sets(params: Mapping[str, Any], root: Path = Path(".")) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Calibration scores for the configured model, and their coverage on the test rows of both splits.
+def calibrate_sets(params: Mapping[str, Any], task_models: Path, task_metrics: Path, data: DataDirs,
+                   split_modes: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Calibration scores for the configured model of conformal.task (its models in task_models, its train stages'
+    metrics in task_metrics), and their coverage on the test rows of both splits (data's, and split_modes').
 
     calibration: chemical_system fits a copy of the model on the chemical-system split's train rows and calibrates on
     its validation rows, whose element sets it never saw: scores of new chemistry, for any model, also one refitted on
@@ -153,12 +154,12 @@ def calibrate_sets(params: Mapping[str, Any], root: Path = Path(".")) -> tuple[d
     import joblib
 
     from xtalml.models.registry import task_inputs, trained_on_validation_rows
-    from xtalml.tasks import load_task, model_config
+    from xtalml.tasks import DataDirs, load_task, model_config
 
     cfg = params["conformal"]
     task_name, method, by = cfg["task"], cfg["calibration"], cfg.get("mondrian")
     task_cfg = params["tasks"][task_name]
-    model_name = conformal_model_name(params, task_name, root / "metrics")
+    model_name = conformal_model_name(params, task_name, task_metrics)
     model_cfg = model_config(task_cfg, model_name, params["models"])
     seed, coverages = int(params["train"]["seed"]), list(cfg["coverages"])
     if method not in ("chemical_system", "validation"):
@@ -169,13 +170,14 @@ def calibrate_sets(params: Mapping[str, Any], root: Path = Path(".")) -> tuple[d
     if method == "chemical_system" and params["split_modes"]["group"] != "chemical_system":
         raise ValueError("conformal.calibration=chemical_system reads the split_modes assignment: set "
                          "split_modes.group: chemical_system")
-    deployed = joblib.load(root / "models" / task_name / f"{model_name}.pkl")["model"]
-    main = load_task(task_name, task_cfg, root, **task_inputs(model_name))
+    deployed = joblib.load(Path(task_models) / f"{model_name}.pkl")["model"]
+    main = load_task(task_name, task_cfg, data, **task_inputs(model_name))
     scored = {"main_split": (deployed, main)}
     if method == "validation":
         model, calibration_task, rows = deployed, main, np.ones(len(main.y["val"]), dtype=bool)
     else:
-        calibration_task = load_task(task_name, task_cfg, root, split=root / SPLIT_MODES_DIR, **task_inputs(model_name))
+        calibration_task = load_task(task_name, task_cfg, DataDirs(data.features, Path(split_modes)),
+                                     **task_inputs(model_name))
         model, rows = calibration_model(model_name, model_cfg, calibration_task, seed)
         scored["chemical_system_split"] = (model, calibration_task)
     classes = [str(c) for c in model.classes_]

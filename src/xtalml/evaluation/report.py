@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -16,19 +17,18 @@ from xtalml.config import training_runs
 from xtalml.evaluation import figures
 from xtalml.evaluation.metrics import HEADLINE
 from xtalml.splitting import near_duplicate_share
-from xtalml.tasks import SPLIT_DIR, read_table, table_name, task_sources
+from xtalml.champions import choose_champion
+from xtalml.tasks import FEATURES_DIR, SPLIT_DIR, UNITS, DataDirs, read_table, table_name, task_sources
 
 CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "top5_accuracy": "top-5",
                           "top10_accuracy": "top-10", "polymorph_accuracy": "any polymorph", "balanced_accuracy": "balanced acc.", "f1_macro": "macro F1", "f1_weighted": "weighted F1"}
 REGRESSION_COLUMNS = {"mae": "MAE", "rmse": "RMSE", "r2": "R²", "mape": "MAPE %"}
-UNITS = {"volume": "Å³", "volume_per_atom": "Å³/atom"}
 
 
 @dataclass
 class ReportInputs:
-    """Where the pipeline's outputs are, relative to the repository root."""
+    """The pipeline's outputs the report reads: each a folder the report stage names on its command line."""
 
-    root: Path = Path(".")
     metrics: Path = Path("metrics")
     evaluation: Path = Path("data/evaluation")
     split_modes: Path = Path("data/split_modes")
@@ -36,9 +36,12 @@ class ReportInputs:
     predictions: Path = Path("data/predictions")
     split: Path = SPLIT_DIR
     generate: Path = Path("data/generate")
+    features: Path = FEATURES_DIR
+    sources: Path = Path("data/sources")
 
-    def path(self, p: Path) -> Path:
-        return self.root / p
+    @property
+    def data(self) -> DataDirs:
+        return DataDirs(self.features, self.split)
 
 
 def fmt(value: Any) -> str:
@@ -104,13 +107,6 @@ def model_table(results: Mapping[str, dict]) -> pd.DataFrame:
     return table.sort_values(key, ascending=not classification, kind="stable").reset_index(drop=True)
 
 
-def best_model(results: Mapping[str, dict]) -> str:
-    """The model with the best headline test metric (accuracy, or lowest MAE)."""
-    if is_classification(results):
-        return max(results, key=lambda m: results[m]["test"]["accuracy"])
-    return min(results, key=lambda m: results[m]["test"]["mae"])
-
-
 def crystal_system_of(label: str) -> str:
     """Crystal system of a space-group label; merged labels stay as they are."""
     return space_group_info(int(label))[1] if str(label).isdigit() else str(label)
@@ -131,9 +127,9 @@ SOURCE_NAMES = {"amcsd": "AMCSD (larixite wheel)", "cod_index": "COD index (dara
 
 
 def data_summary(metrics: Path, sources_cfg: Mapping[str, Any], split: Mapping[str, Any],
-                 root: Path = Path(".")) -> dict[str, pd.DataFrame]:
-    """Rows per source through parse and featurize, rejects by reason (from each stage's rejects.parquet under root),
-    rows per split part and source (split: the split stage's data/split/summary.json)."""
+                 inputs: ReportInputs = ReportInputs()) -> dict[str, pd.DataFrame]:
+    """Rows per source through parse and featurize, rejects by reason (from each stage's rejects.parquet), rows per
+    split part and source (split: the split stage's data/split/summary.json)."""
     from xtalml.cif.dataset import summarise_rejects
 
     rows, reasons = [], []
@@ -144,8 +140,8 @@ def data_summary(metrics: Path, sources_cfg: Mapping[str, Any], split: Mapping[s
         rows.append({"source": f"{key}: {SOURCE_NAMES.get(cfg.get('name', ''), cfg.get('name', ''))}",
                      "records": parse["parsed"] + at_parse, "rejected at parse": at_parse,
                      "rejected at featurize": featurize["rejected"], "rows in feature table": featurize["rows"]})
-        for stage, path in (("parse", root / "data/sources" / key / "rejects.parquet"),
-                            ("featurize", root / "data/features" / key / "rejects.parquet")):
+        for stage, path in (("parse", inputs.sources / key / "rejects.parquet"),
+                            ("featurize", inputs.features / key / "rejects.parquet")):
             rejects = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["stage", "reason"])
             for reason, count in summarise_rejects(rejects)["top_reasons"].items():
                 reasons.append({"source": key, "stage": stage, "reason": reason, "rows": count})
@@ -162,12 +158,11 @@ def data_summary(metrics: Path, sources_cfg: Mapping[str, Any], split: Mapping[s
     return {"sources": pd.DataFrame(rows), "reasons": reasons, "parts": parts}
 
 
-def task_tables(tasks_cfg: Mapping[str, Any], split: Mapping[str, Any], root: Path = Path("."),
-                split_dir: Path | None = None) -> pd.DataFrame:
+def task_tables(tasks_cfg: Mapping[str, Any], split: Mapping[str, Any], data: DataDirs = DataDirs()) -> pd.DataFrame:
     """Per table the tasks read (their stacked sources): rows per part, rows excluded, near-duplicate test share."""
     rows = []
     for sources in dict.fromkeys(tuple(task_sources(t)) for t in tasks_cfg.values()):
-        table = read_table(sources, ["id", "formula", "source"], root, split_dir)
+        table = read_table(sources, ["id", "formula", "source"], data)
         part = table["part"]
         rows.append({"table": table_name(sources),
                      "tasks": ", ".join(n for n, t in tasks_cfg.items() if tuple(task_sources(t)) == sources),
@@ -212,15 +207,16 @@ def merged_classes(all_metrics: Mapping[str, dict[str, dict]]) -> pd.DataFrame:
 
 
 def published_table(published: list[Mapping[str, Any]], all_metrics: Mapping[str, dict[str, dict]],
-                    leakage: Mapping[str, Any] | None) -> pd.DataFrame:
-    """Published figures beside ours; theirs come from other data and splits, so the columns say which is which."""
+                    leakage: Mapping[str, Any] | None, champions: Mapping[str, str]) -> pd.DataFrame:
+    """Published figures beside our champions' (chosen on validation rows); theirs come from other data and splits,
+    so the columns say which is which."""
     rows = []
     for entry in [e for e in published if not e.get("test_rows")]:  # same-rows figures sit in by_source_table
         results = all_metrics.get(entry["task"], {})
         ours = "–"
-        if results:
-            best = best_model(results)
-            ours = f"{results[best]['test']['accuracy']:.3f} ({best}, grouped split)"
+        best = champions.get(entry["task"])
+        if best in results:
+            ours = f"{results[best]['test']['accuracy']:.3f} ({best}, champion, grouped split)"
         if entry["task"] == "sg_from_geometry" and leakage:
             audit = leakage["sg_from_geometry_random_forest"]
             ours += (f"; random forest with label columns {audit['grouped_split_with_label_columns']:.3f}, "
@@ -349,175 +345,268 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def build_report(params: Mapping[str, Any], inputs: ReportInputs,
-                 out_dir: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """Write the figures under out_dir/figures; return the Markdown, the numbers the report computed itself and each
-    task's baselines (task_baselines)."""
-    cfg = params["report"]
-    dpi, top = int(cfg.get("figure_dpi", 110)), int(cfg.get("confusion_top_classes", 12))
-    fig_dir = out_dir / "figures"
-    metrics_dir = inputs.path(inputs.metrics)
-    evaluation_dir = inputs.path(inputs.evaluation)
-    all_metrics = load_model_metrics(evaluation_dir, training_runs(params))
-    if not all_metrics:
-        raise FileNotFoundError(f"no model evaluations under {evaluation_dir}/<task>/<model>.json: run the train stages first")
-    leakage = _read_json(metrics_dir / "leakage_audit.json")
-    conformal = _read_json(evaluation_dir / "conformal.json")
-    tasks_cfg = params.get("tasks", {})
-    baselines = task_baselines(all_metrics, tasks_cfg)
-    derived: dict[str, Any] = {"rows_per_crystal_system": {}, "accuracy_by_group": {}}
-    md = ["# xtalml results", "",
-          "Written by the `report` stage of `dvc repro`. Every number below is read from a file the pipeline wrote "
-          "(`metrics/`, `data/evaluation/`, `plots/`); the class counts and per-group accuracies are computed here from the feature tables "
-          "and `data/predictions/` and saved in `reports/derived.json`. All model numbers are on each task's held-out test split, "
-          "grouped by reduced formula (one assignment shared by every table) so no compound is in both train and test. "
-          "Volumes are in Å³.", ""]
+@dataclass
+class ReportContext:
+    """What every section of the report reads: the config, the loaded evaluations, where figures go."""
 
-    if (metrics_dir / "register.json").exists():
-        md += ["## Results", "",
-               "Each task's champion (best on the validation rows, registered as `xtalml-<task>@champion`) on its test "
-               "rows, beside the best baseline on the same rows; published figures come from other data and splits.", "",
-               markdown_table(results_table(metrics_dir, tasks_cfg, list(cfg.get("published", [])), baselines)),
-               ""]
-    md += ["## Data", ""]
-    split_info = json.loads((inputs.path(inputs.split) / "summary.json").read_text())
-    summary = data_summary(metrics_dir, params.get("sources", {}), split_info, inputs.root)
-    tables = task_tables(tasks_cfg, split_info, inputs.root, inputs.path(inputs.split))
-    derived["task_tables"] = tables.set_index("table").to_dict(orient="index")
-    md += ["Rows per source:", "", markdown_table(summary["sources"]), "",
-           "Rejected records by reason (each rejected record is kept in a rejects table with its reason):", "",
-           markdown_table(summary["reasons"]) if len(summary["reasons"]) else "No record was rejected.", "", "Split:", "",
-           markdown_table(summary["parts"]), "", summary["parts"].attrs["note"], "",
-           "Tables the tasks read:", "", markdown_table(tables), "", tables.attrs["note"], ""]
+    params: Mapping[str, Any]
+    inputs: ReportInputs
+    figures: Path  # the figures folder
+    report_dir: Path  # the folder of report.md: image links are relative to it
+    all_metrics: dict[str, dict[str, dict]]
+    champions: dict[str, str]  # {task: model chosen on the validation rows}
+    baselines: dict[str, Any]
+    derived: dict[str, Any]
+
+    @property
+    def cfg(self) -> Mapping[str, Any]:
+        return self.params["report"]
+
+    @property
+    def tasks(self) -> Mapping[str, Any]:
+        return self.params.get("tasks", {})
+
+    @property
+    def dpi(self) -> int:
+        return int(self.cfg.get("figure_dpi", 110))
+
+    @property
+    def published(self) -> list[Mapping[str, Any]]:
+        return list(self.cfg.get("published", []))
+
+    def image(self, label: str, path: Path) -> str:
+        """A Markdown image line for a figure written under self.figures."""
+        return f"![{label}]({Path(os.path.relpath(path, self.report_dir)).as_posix()})"
+
+    def json(self, path: Path) -> dict | None:
+        return _read_json(path)
+
+
+def _intro_section(ctx: ReportContext) -> list[str]:
+    return ["# xtalml results", "",
+            "Written by the `report` stage of `dvc repro`. Every number below is read from a file the pipeline wrote "
+            "(`metrics/`, `data/evaluation/`, `plots/`); the class counts and per-group accuracies are computed here from the feature tables "
+            "and `data/predictions/` and saved in `reports/derived.json`. All model numbers are on each task's held-out test split, "
+            "grouped by reduced formula (one assignment shared by every table) so no compound is in both train and test. "
+            "Each task's champion is its model best on the validation rows (never the test rows). Volumes are in Å³.", ""]
+
+
+def _results_section(ctx: ReportContext) -> list[str]:
+    if not (ctx.inputs.metrics / "register.json").exists():
+        return []
+    return ["## Results", "",
+            "Each task's champion (best on the validation rows, registered as `xtalml-<task>@champion`) on its test "
+            "rows, beside the best baseline on the same rows; published figures come from other data and splits.", "",
+            markdown_table(results_table(ctx.inputs.metrics, ctx.tasks, ctx.published, ctx.baselines)), ""]
+
+
+def _data_section(ctx: ReportContext) -> list[str]:
+    split_info = json.loads((ctx.inputs.split / "summary.json").read_text())
+    summary = data_summary(ctx.inputs.metrics, ctx.params.get("sources", {}), split_info, ctx.inputs)
+    tables = task_tables(ctx.tasks, split_info, ctx.inputs.data)
+    ctx.derived["task_tables"] = tables.set_index("table").to_dict(orient="index")
+    md = ["## Data", "", "Rows per source:", "", markdown_table(summary["sources"]), "",
+          "Rejected records by reason (each rejected record is kept in a rejects table with its reason):", "",
+          markdown_table(summary["reasons"]) if len(summary["reasons"]) else "No record was rejected.", "", "Split:", "",
+          markdown_table(summary["parts"]), "", summary["parts"].attrs["note"], "",
+          "Tables the tasks read:", "", markdown_table(tables), "", tables.attrs["note"], ""]
     counts = {}
-    for sources in dict.fromkeys(tuple(task_sources(t)) for t in tasks_cfg.values() if t["kind"] == "classification"):
-        counts[table_name(sources)] = read_table(sources, ["id", "crystal_system"], inputs.root,
-                                                 inputs.path(inputs.split))["crystal_system"].value_counts()
+    for sources in dict.fromkeys(tuple(task_sources(t)) for t in ctx.tasks.values() if t["kind"] == "classification"):
+        counts[table_name(sources)] = read_table(sources, ["id", "crystal_system"], ctx.inputs.data)["crystal_system"].value_counts()
     if counts:
-        derived["rows_per_crystal_system"] = {label: {k: int(v) for k, v in c.items()} for label, c in counts.items()}
+        ctx.derived["rows_per_crystal_system"] = {label: {k: int(v) for k, v in c.items()} for label, c in counts.items()}
         frame = pd.DataFrame(counts).fillna(0).astype(int)
+        path = figures.class_distribution_figure(counts, "Rows per crystal system", ctx.figures / "class_distribution.png",
+                                                 ctx.dpi)
         md += ["Class distribution (rows per crystal system):", "",
-               markdown_table(frame.reset_index(names="crystal system")), "",
-               f"![class distribution]({figures.class_distribution_figure(counts, 'Rows per crystal system', fig_dir / 'class_distribution.png', dpi).relative_to(out_dir)})", ""]
-    merged = merged_classes(all_metrics)
+               markdown_table(frame.reset_index(names="crystal system")), "", ctx.image("class distribution", path), ""]
+    merged = merged_classes(ctx.all_metrics)
     if len(merged):
         md += ["Rare classes (fewer train rows than the task's `min_class_count`) merged into 'other':", "",
                markdown_table(merged), ""]
+    return md
 
-    md += ["## Results per task (test split)", ""]
+
+def _champion_figures(ctx: ReportContext, task: str, champion: str, classification: bool, target: str,
+                      unit: str) -> list[str]:
+    """The champion's confusion matrix and accuracy per group, or its parity plot, from its test predictions."""
+    frame_path = ctx.inputs.predictions / task / f"{champion}.parquet"
+    if not frame_path.exists():
+        return []
+    frame = pd.read_parquet(frame_path)
+    if not classification:
+        path = figures.parity_figure(frame["true"], frame["predicted"], unit, f"{task}: {champion}",
+                                     ctx.figures / f"{task}_parity.png", ctx.dpi)
+        return [ctx.image(f"parity {task}", path), ""]
+    top = int(ctx.cfg.get("confusion_top_classes", 12))
+    path = figures.confusion_figure(frame["true"], frame["predicted"], top,
+                                    f"{task}: {champion}, {top} most frequent test classes",
+                                    ctx.figures / f"{task}_confusion.png", ctx.dpi)
+    md = [ctx.image(f"confusion {task}", path), ""]
+    group_of = (lambda v: v) if target == "bravais_lattice" else crystal_system_of
+    group_name = "Bravais lattice" if target == "bravais_lattice" else "crystal system"
+    by_group = accuracy_by_group(frame.rename(columns={"predicted": f"predicted:{champion}"}), group_of)
+    ctx.derived["accuracy_by_group"][task] = {"model": champion, "group": group_name,
+                                              "rows": by_group["rows"].astype(int).to_dict(),
+                                              "accuracy": by_group[champion].astype(float).to_dict()}
+    path = figures.grouped_accuracy_figure(by_group, f"{task}: accuracy per true {group_name}",
+                                           ctx.figures / f"{task}_accuracy_by_group.png", ctx.dpi)
+    return md + [f"Accuracy of {champion} per true {group_name}:", "",
+                 markdown_table(by_group.reset_index(names=group_name)), "",
+                 ctx.image(f"accuracy per group {task}", path), ""]
+
+
+def _training_figures(ctx: ReportContext, task: str, results: Mapping[str, dict]) -> list[str]:
+    """Feature importances of every model that has them, and the task's learning curves."""
+    md = []
+    for model in results:
+        importance = ctx.inputs.plots / task / model / "feature_importance.csv"
+        if importance.exists():
+            path = figures.importance_figure(pd.read_csv(importance), 15, f"{task}: {model} feature importances",
+                                             ctx.figures / f"{task}_{model}_importance.png", ctx.dpi)
+            md += [ctx.image(f"{model} importances {task}", path), ""]
+    histories = {model: pd.read_csv(p) for model in results
+                 if (p := ctx.inputs.plots / task / model / "loss.csv").exists()}
+    if histories:
+        path = figures.learning_curves_figure(histories, f"{task}: learning curves",
+                                              ctx.figures / f"{task}_learning_curves.png", ctx.dpi)
+        md += [ctx.image(f"learning curves {task}", path), ""]
+    return md
+
+
+def _task_sections(ctx: ReportContext) -> list[str]:
+    """Per task: every model beside its baselines, the champion's figures; then the top-k curves of the champions."""
+    md = ["## Results per task (test split)", ""]
     curves: dict[str, dict[int, float]] = {}
-    for task, results in all_metrics.items():
+    for task, results in ctx.all_metrics.items():
         classification = is_classification(results)
-        best = best_model(results)
-        target = tasks_cfg.get(task, {}).get("target", "")
+        champion = ctx.champions[task]
+        target = ctx.tasks.get(task, {}).get("target", "")
         unit = UNITS.get(target, "")
-        info = results[best]["data"]
+        info = results[champion]["data"]
         md += [f"### {task}", "",
                f"Target `{target}`{f' ({unit})' if unit else ''}; {info.get('rows_train', 0):,} train, "
                f"{info.get('rows_val', 0):,} validation and {info.get('rows_test', 0):,} test rows. "
-               f"Best model: **{best}**." + ("" if classification else f" Errors in {unit}."), "",
-               markdown_table(model_table(results)), ""]
-        frame_path = inputs.path(inputs.predictions) / task / f"{best}.parquet"
-        if frame_path.exists():
-            frame = pd.read_parquet(frame_path)
-            if classification:
-                path = figures.confusion_figure(frame["true"], frame["predicted"], top,
-                                                f"{task}: {best}, {top} most frequent test classes",
-                                                fig_dir / f"{task}_confusion.png", dpi)
-                md += [f"![confusion {task}]({path.relative_to(out_dir)})", ""]
-                group_of = (lambda v: v) if target == "bravais_lattice" else crystal_system_of
-                group_name = "Bravais lattice" if target == "bravais_lattice" else "crystal system"
-                by_group = accuracy_by_group(frame.rename(columns={"predicted": f"predicted:{best}"}), group_of)
-                derived["accuracy_by_group"][task] = {"model": best, "group": group_name, "rows": by_group["rows"].astype(int).to_dict(),
-                                                      "accuracy": by_group[best].astype(float).to_dict()}
-                path = figures.grouped_accuracy_figure(by_group, f"{task}: accuracy per true {group_name}",
-                                                       fig_dir / f"{task}_accuracy_by_group.png", dpi)
-                md += [f"Accuracy of {best} per true {group_name}:", "",
-                       markdown_table(by_group.reset_index(names=group_name)), "",
-                       f"![accuracy per group {task}]({path.relative_to(out_dir)})", ""]
-            else:
-                path = figures.parity_figure(frame["true"], frame["predicted"], unit, f"{task}: {best}",
-                                             fig_dir / f"{task}_parity.png", dpi)
-                md += [f"![parity {task}]({path.relative_to(out_dir)})", ""]
-        best_test = results[best]["test"]
-        if classification and "top3_accuracy" in best_test:
-            curves[f"{task}: {best}"] = {1: best_test["accuracy"], **{k: best_test[f"top{k}_accuracy"] for k in (3, 5, 10)
-                                                                    if f"top{k}_accuracy" in best_test}}
-        for model in results:
-            importance = inputs.path(inputs.plots) / task / model / "feature_importance.csv"
-            if importance.exists():
-                path = figures.importance_figure(pd.read_csv(importance), 15, f"{task}: {model} feature importances",
-                                                 fig_dir / f"{task}_{model}_importance.png", dpi)
-                md += [f"![{model} importances {task}]({path.relative_to(out_dir)})", ""]
-        histories = {model: pd.read_csv(p) for model in results
-                     if (p := inputs.path(inputs.plots) / task / model / "loss.csv").exists()}
-        if histories:
-            path = figures.learning_curves_figure(histories, f"{task}: learning curves",
-                                                  fig_dir / f"{task}_learning_curves.png", dpi)
-            md += [f"![learning curves {task}]({path.relative_to(out_dir)})", ""]
+               f"Champion (best on the validation rows): **{champion}**." + ("" if classification else f" Errors in {unit}."),
+               "", markdown_table(model_table(results)), ""]
+        md += _champion_figures(ctx, task, champion, classification, target, unit)
+        test = results[champion]["test"]
+        if classification and "top3_accuracy" in test:
+            curves[f"{task}: {champion}"] = {1: test["accuracy"], **{k: test[f"top{k}_accuracy"] for k in (3, 5, 10)
+                                                                     if f"top{k}_accuracy" in test}}
+        md += _training_figures(ctx, task, results)
+    conformal = ctx.json(ctx.inputs.evaluation / "conformal.json")
     if conformal:
         curves[f"{conformal['task']}: {conformal['model']} (k = 1…{len(conformal['top_k_accuracy'])})"] = {
             k + 1: v for k, v in enumerate(conformal["top_k_accuracy"])}
     if curves:
-        path = figures.top_k_figure(curves, fig_dir / "top_k_accuracy.png", dpi)
-        md += ["### Top-k accuracy", "", f"![top-k accuracy]({path.relative_to(out_dir)})", ""]
+        path = figures.top_k_figure(curves, ctx.figures / "top_k_accuracy.png", ctx.dpi)
+        md += ["### Top-k accuracy", "", ctx.image("top-k accuracy", path), ""]
+    return md
 
-    by_source = by_source_table(all_metrics, list(cfg.get("published", [])))
-    if len(by_source):
-        md += ["## Volume per atom by source of the test rows", "",
-               "One model scored on each source's test rows apart: OQMD test is the CrabNet benchmark's published test "
-               "split (DFT volumes; the published MAEs below are on the same 51,255 formulas), AMCSD test is "
-               "experimental mineral structures, and `amcsd_formula_not_in_other_sources_train` keeps the AMCSD test "
-               "rows whose formula no OQMD training row has. Errors in Å³/atom; the baseline is the elemental "
-               "volume sum with its scale fitted on train.", "", markdown_table(by_source), ""]
-    lattices = lattice_table(all_metrics)
-    if (lattices["how"] != "direct Bravais-lattice model").any():
-        md += ["## Bravais lattice: direct, or summed from space groups", "",
-               "A space-group model also predicts the lattice: P(lattice) is the sum of its groups' probabilities, so "
-               "its lattice and group never contradict each other. Rows whose group was merged into `other` count as "
-               "wrong. The composition tasks share one table and one split, so their rows compare directly; "
-               "sg_from_geometry is on the primary table.", "", markdown_table(lattices), ""]
-    md += ["## Beside published figures", "",
-           "Published numbers come from other data, other label sets and other (mostly random) splits; they are "
-           "not comparable one to one with ours. They are here so a reader sees the comparison and its limits.", "",
-           markdown_table(published_table(list(cfg.get("published", [])), all_metrics, leakage)), ""]
-    modes = _read_json(inputs.path(inputs.split_modes) / "evaluation.json")
-    if modes:
-        md += ["## Split by formula and by chemical system", "",
-               "Grouping by reduced formula still lets near-duplicates (same elements, fractions within 0.02) sit in "
-               "train and test. Splitting by chemical system keeps every test formula's element set out of training, "
-               "closer to formulas unlike any seen; the headline model of each composition task refit on that split:",
-               "", markdown_table(split_modes_table(modes, all_metrics, derived["task_tables"], tasks_cfg,
-                                                    split_info["group"].replace("_", " "))), ""]
-    ablation = _read_json(metrics_dir / "ablation.json")
-    if ablation:
-        md += ["## Feature-set ablation", "",
-               "One model per composition task refit on each set of composition features (`ablation` in params.yaml). "
-               "Every set trains on the same seeded subsample of the training rows, early-stops on the same "
-               "validation rows and is tested on all test rows, so the sets compare with each other; the full-data "
-               "numbers of the default set are in the task tables above. Element-embedding sets are CBFV-style pooled "
-               "statistics of the tables in `featurize.element_tables`; a table lacking an element leaves NaN there.",
-               "", markdown_table(ablation_table(ablation)), ""]
-    if leakage:
-        md += ["## Leakage audit", "",
-               "Random forest on `sg_from_geometry` run three ways, and the best accuracy any composition-only model "
-               "can reach because one formula can crystallise in several space groups (each test formula's most "
-               "frequent group, read off the test rows themselves). The audit keeps every space group as its own class (no "
-               "rare-class merge), so (a) differs slightly from the task table above.", "",
-               markdown_table(leakage_table(leakage)), ""]
-    if conformal:
-        how = ("a copy of the model fitted on the chemical-system split's train rows, calibrated on that split's "
-               "validation rows (element sets it never saw); the main split's test rows are scored with the deployed "
-               "model, the chemical-system split's with the copy" if conformal["calibration"] == "chemical_system"
-               else "the model's own validation rows")
-        md += ["## Calibrated prediction sets", "",
-               f"Split-conformal sets for `{conformal['task']}` ({conformal['model']}), calibrated on "
-               f"{conformal['calibration_rows']:,} rows: {how}"
-               + (f"; one threshold per {conformal['mondrian'].replace('_', ' ')} (Mondrian)" if conformal.get("mondrian") else "")
-               + ". A set holds every space group whose 1 − p is within the threshold (and always the top group). "
-               "`xtalml predict --coverage 0.9` returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
-    md += structure_sections(evaluation_dir, inputs.path(inputs.generate), fig_dir, out_dir, dpi)
-    return "\n".join(md), derived, baselines
+
+def _by_source_section(ctx: ReportContext) -> list[str]:
+    by_source = by_source_table(ctx.all_metrics, ctx.published)
+    if not len(by_source):
+        return []
+    return ["## Volume per atom by source of the test rows", "",
+            "One model scored on each source's test rows apart: OQMD test is the CrabNet benchmark's published test "
+            "split (DFT volumes; the published MAEs below are on the same 51,255 formulas), AMCSD test is "
+            "experimental mineral structures, and `amcsd_formula_not_in_other_sources_train` keeps the AMCSD test "
+            "rows whose formula no OQMD training row has. Errors in Å³/atom; the baseline is the elemental "
+            "volume sum with its scale fitted on train.", "", markdown_table(by_source), ""]
+
+
+def _bravais_section(ctx: ReportContext) -> list[str]:
+    lattices = lattice_table(ctx.all_metrics)
+    if not (lattices["how"] != "direct Bravais-lattice model").any():
+        return []
+    return ["## Bravais lattice: direct, or summed from space groups", "",
+            "A space-group model also predicts the lattice: P(lattice) is the sum of its groups' probabilities, so "
+            "its lattice and group never contradict each other. Rows whose group was merged into `other` count as "
+            "wrong. The composition tasks share one table and one split, so their rows compare directly; "
+            "sg_from_geometry is on the primary table.", "", markdown_table(lattices), ""]
+
+
+def _published_section(ctx: ReportContext) -> list[str]:
+    leakage = ctx.json(ctx.inputs.metrics / "leakage_audit.json")
+    return ["## Beside published figures", "",
+            "Published numbers come from other data, other label sets and other (mostly random) splits; they are "
+            "not comparable one to one with ours. They are here so a reader sees the comparison and its limits.", "",
+            markdown_table(published_table(ctx.published, ctx.all_metrics, leakage, ctx.champions)), ""]
+
+
+def _split_modes_section(ctx: ReportContext) -> list[str]:
+    modes = ctx.json(ctx.inputs.split_modes / "evaluation.json")
+    if not modes:
+        return []
+    return ["## Split by formula and by chemical system", "",
+            "Grouping by reduced formula still lets near-duplicates (same elements, fractions within 0.02) sit in "
+            "train and test. Splitting by chemical system keeps every test formula's element set out of training, "
+            "closer to formulas unlike any seen; the headline model of each composition task refit on that split:",
+            "", markdown_table(split_modes_table(modes, ctx.all_metrics, ctx.derived.get("task_tables", {}), ctx.tasks,
+                                                 ctx.json(ctx.inputs.split / "summary.json")["group"].replace("_", " "))), ""]
+
+
+def _ablation_section(ctx: ReportContext) -> list[str]:
+    ablation = ctx.json(ctx.inputs.metrics / "ablation.json")
+    if not ablation:
+        return []
+    return ["## Feature-set ablation", "",
+            "One model per composition task refit on each set of composition features (`ablation` in params.yaml). "
+            "Every set trains on the same seeded subsample of the training rows, early-stops on the same "
+            "validation rows and is tested on all test rows, so the sets compare with each other; the full-data "
+            "numbers of the default set are in the task tables above. Element-embedding sets are CBFV-style pooled "
+            "statistics of the tables in `featurize.element_tables`; a table lacking an element leaves NaN there.",
+            "", markdown_table(ablation_table(ablation)), ""]
+
+
+def _leakage_section(ctx: ReportContext) -> list[str]:
+    leakage = ctx.json(ctx.inputs.metrics / "leakage_audit.json")
+    if not leakage:
+        return []
+    return ["## Leakage audit", "",
+            "Random forest on `sg_from_geometry` run three ways, and the best accuracy any composition-only model "
+            "can reach because one formula can crystallise in several space groups (each test formula's most "
+            "frequent group, read off the test rows themselves). The audit keeps every space group as its own class (no "
+            "rare-class merge), so (a) differs slightly from the task table above.", "",
+            markdown_table(leakage_table(leakage)), ""]
+
+
+def _conformal_section(ctx: ReportContext) -> list[str]:
+    conformal = ctx.json(ctx.inputs.evaluation / "conformal.json")
+    if not conformal:
+        return []
+    how = ("a copy of the model fitted on the chemical-system split's train rows, calibrated on that split's "
+           "validation rows (element sets it never saw); the main split's test rows are scored with the deployed "
+           "model, the chemical-system split's with the copy" if conformal["calibration"] == "chemical_system"
+           else "the model's own validation rows")
+    return ["## Calibrated prediction sets", "",
+            f"Split-conformal sets for `{conformal['task']}` ({conformal['model']}), calibrated on "
+            f"{conformal['calibration_rows']:,} rows: {how}"
+            + (f"; one threshold per {conformal['mondrian'].replace('_', ' ')} (Mondrian)" if conformal.get("mondrian") else "")
+            + ". A set holds every space group whose 1 − p is within the threshold (and always the top group). "
+            "`xtalml predict --coverage 0.9` returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
+
+
+SECTIONS = (_intro_section, _results_section, _data_section, _task_sections, _by_source_section, _bravais_section,
+            _published_section, _split_modes_section, _ablation_section, _leakage_section, _conformal_section)
+
+
+def build_report(params: Mapping[str, Any], inputs: ReportInputs, figures_dir: Path,
+                 report_dir: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Write the figures under figures_dir; return the Markdown (its image links relative to report_dir), the numbers
+    the report computed itself and each task's baselines (task_baselines)."""
+    all_metrics = load_model_metrics(inputs.evaluation, training_runs(params))
+    if not all_metrics:
+        raise FileNotFoundError(f"no model evaluations under {inputs.evaluation}/<task>/<model>.json: run the train stages first")
+    champions = {task: choose_champion(params, task, inputs.metrics / task)["champion"] for task in all_metrics}
+    ctx = ReportContext(params, inputs, Path(figures_dir), Path(report_dir), all_metrics, champions,
+                        task_baselines(all_metrics, params.get("tasks", {})),
+                        {"rows_per_crystal_system": {}, "accuracy_by_group": {}})
+    md = [line for section in SECTIONS for line in section(ctx)]
+    md += structure_sections(ctx)
+    return "\n".join(md), ctx.derived, ctx.baselines
 
 
 def lattice_parameters_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
@@ -548,10 +637,10 @@ def csp_tables(summary: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return per_arm, by_atoms
 
 
-def structure_sections(evaluation_dir: Path, generate_dir: Path, fig_dir: Path, out_dir: Path, dpi: int) -> list[str]:
+def structure_sections(ctx: ReportContext) -> list[str]:
     """The lattice-parameter and CSP-benchmark sections, when those stages have run."""
     md: list[str] = []
-    lattice = _read_json(evaluation_dir / "lattice.json")
+    lattice = ctx.json(ctx.inputs.evaluation / "lattice.json")
     if lattice:
         md += ["## Lattice parameters from composition", "",
                "Per Bravais lattice, a forest predicts the conventional cell's free ratios and angles from composition "
@@ -560,11 +649,11 @@ def structure_sections(evaluation_dir: Path, generate_dir: Path, fig_dir: Path, 
                "the lattice's median parameters over the train rows and the elemental volume.", "",
                markdown_table(lattice_parameters_table(lattice)), "",
                f"Test rows {lattice['rows']['test']:,}; train rows {lattice['rows']['train']:,}.", ""]
-    summary = _read_json(generate_dir / "summary.json")
+    summary = ctx.json(ctx.inputs.generate / "summary.json")
     if summary:
         per_arm, by_atoms = csp_tables(summary)
         path = figures.match_curve_figure(
-            {a: summary[a]["curve_any_cdvae"] for a in per_arm["arm"]}, fig_dir / "csp_match_curve.png", dpi)
+            {a: summary[a]["curve_any_cdvae"] for a in per_arm["arm"]}, ctx.figures / "csp_match_curve.png", ctx.dpi)
         md += ["## From formula to structure (CSP benchmark)", "",
                "Held-out ordered test structures searched with the same candidate budget per formula by four arms: "
                "ours (the space-group champion's most probable groups, the lattice model's cell at the predicted volume, "
@@ -573,5 +662,5 @@ def structure_sections(evaluation_dir: Path, generate_dir: Path, fig_dir: Path, 
                "probability). A match is pymatgen's StructureMatcher with CDVAE's tolerances (ltol 0.3, stol 0.5, "
                "angle 10°) unless named otherwise.", "", markdown_table(per_arm), "",
                "Top-5 match rate by atoms in the primitive cell:", "", markdown_table(by_atoms), "",
-               f"![CSP match rate against candidates]({path.relative_to(out_dir)})", ""]
+               ctx.image("CSP match rate against candidates", path), ""]
     return md

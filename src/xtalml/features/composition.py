@@ -8,9 +8,10 @@ ValenceOrbital(), IonProperty(fast=True)); the elemental tables are read from ma
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,22 +48,13 @@ def feature_names(groups: Sequence[str] = GROUPS, element_tables: Mapping[str, A
     tables = element_tables or {}
     names: list[str] = []
     for group in groups:
-        if group == "magpie":
-            names += [f"magpie_{stat}_{prop}" for prop in MAGPIE_PROPERTIES for stat in MAGPIE_STATS]
-        elif group == "stoichiometry":
-            names += [f"stoich_{p}_norm" for p in STOICHIOMETRY_P]
-        elif group == "valence_orbital":
-            names += [f"valence_avg_{o}" for o in ORBITALS] + [f"valence_frac_{o}" for o in ORBITALS]
-        elif group == "ion_property":
-            names += ["ion_compound_possible", "ion_max_ionic_char", "ion_avg_ionic_char"]
-        elif group == AMOUNTS_GROUP:
-            names += (["reduced_atoms"] + [f"reduced_amount_{i}" for i in range(FORMULA_AMOUNTS)]
-                      + [f"sorted_fraction_{i}" for i in range(FORMULA_AMOUNTS)])
+        if group in FEATURE_GROUPS:
+            names += FEATURE_GROUPS[group].names
         elif group in tables:
             names += load_element_table(group, tables[group]).feature_names()
         else:
             raise ValueError(f"unknown composition feature group {group!r}; "
-                             f"choose from {', '.join((*GROUPS, AMOUNTS_GROUP, *tables))}")
+                             f"choose from {', '.join((*FEATURE_GROUPS, *tables))}")
     return names
 
 
@@ -318,14 +310,45 @@ def _ionic(z: np.ndarray, amount: np.ndarray, electroneg: np.ndarray) -> np.ndar
     return np.stack([max_ionic, avg_ionic], axis=1)
 
 
+Elemental = tuple[np.ndarray, np.ndarray, tuple[tuple[int, ...], ...]]  # elemental_tables()
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A composition feature group: its columns, and how a bucket of formulas with the same element count gets them."""
+
+    names: list[str]
+    # (atomic numbers, amounts, elemental_tables()) → (block of values, {row in the bucket: why it has none})
+    compute: Callable[[np.ndarray, np.ndarray, Elemental], tuple[np.ndarray, dict[int, str]]]
+
+
+def _ion_property(z: np.ndarray, amount: np.ndarray, elemental: Elemental) -> tuple[np.ndarray, dict[int, str]]:
+    _, electroneg, oxidation = elemental
+    possible, too_large = _compound_possible(z, amount, oxidation)
+    return np.column_stack([possible, _ionic(z, amount, electroneg)]), too_large
+
+
+FEATURE_GROUPS: dict[str, FeatureGroup] = {
+    "magpie": FeatureGroup([f"magpie_{stat}_{prop}" for prop in MAGPIE_PROPERTIES for stat in MAGPIE_STATS],
+                           lambda z, a, e: (_magpie(z, a, e[0]), {})),
+    "stoichiometry": FeatureGroup([f"stoich_{p}_norm" for p in STOICHIOMETRY_P], lambda z, a, e: (_stoichiometry(a), {})),
+    "valence_orbital": FeatureGroup([f"valence_avg_{o}" for o in ORBITALS] + [f"valence_frac_{o}" for o in ORBITALS],
+                                    lambda z, a, e: (_valence(z, a, e[0]), {})),
+    "ion_property": FeatureGroup(["ion_compound_possible", "ion_max_ionic_char", "ion_avg_ionic_char"], _ion_property),
+    AMOUNTS_GROUP: FeatureGroup(["reduced_atoms", *(f"reduced_amount_{i}" for i in range(FORMULA_AMOUNTS)),
+                                 *(f"sorted_fraction_{i}" for i in range(FORMULA_AMOUNTS))],
+                                lambda z, a, e: (_formula_amounts(a), {})),
+}
+
+
 def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS,
                          element_tables: Mapping[str, Any] | None = None,
                          parsed: Parsed | None = None) -> tuple[pd.DataFrame, dict[int, str]]:
     """Feature table (one row per formula, NaN rows for bad ones) and {row position: reason} of bad formulas.
     `parsed`: formula_arrays(formulas), when the caller has it."""
     names = feature_names(groups, element_tables)  # validates the group names
-    tables = {g: load_element_table(g, element_tables[g]) for g in groups if g not in (*GROUPS, AMOUNTS_GROUP)}
-    table, electroneg, oxidation = elemental_tables()
+    tables = {g: load_element_table(g, element_tables[g]) for g in groups if g not in FEATURE_GROUPS}
+    elemental = elemental_tables()
     z, amount, errors = parsed or formula_arrays(formulas)
     errors = dict(errors)  # extended below; the caller's stays as parsed
     n_el = (amount > 0).sum(axis=1)
@@ -340,18 +363,8 @@ def composition_features(formulas: Sequence[str], groups: Sequence[str] = GROUPS
             if group in tables:
                 column += _write_pooled(values, column, rows, zb, ab, tables[group], formulas, errors)
                 continue
-            if group == "magpie":
-                block = _magpie(zb, ab, table)
-            elif group == "stoichiometry":
-                block = _stoichiometry(ab)
-            elif group == "valence_orbital":
-                block = _valence(zb, ab, table)
-            elif group == AMOUNTS_GROUP:
-                block = _formula_amounts(ab)
-            else:
-                possible, too_large = _compound_possible(zb, ab, oxidation)
-                block = np.column_stack([possible, _ionic(zb, ab, electroneg)])
-                errors |= {int(rows[i]): f"formula {shorten(formulas[rows[i]])!s}: {reason}" for i, reason in too_large.items()}
+            block, problems = FEATURE_GROUPS[group].compute(zb, ab, elemental)
+            errors |= {int(rows[i]): f"formula {shorten(formulas[rows[i]])!s}: {reason}" for i, reason in problems.items()}
             values[rows, column:column + block.shape[1]] = block
             column += block.shape[1]
         bar.update(len(rows))

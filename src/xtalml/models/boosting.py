@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from xtalml.models.conventions import fit_inputs, predict_inputs, validation_rows, with_tags
 from xtalml.progress import progress
 
 
@@ -17,6 +18,9 @@ class _LightGBM(BaseEstimator):
         self.n_estimators, self.learning_rate, self.num_leaves = n_estimators, learning_rate, num_leaves
         self.min_child_samples, self.subsample, self.colsample_bytree = min_child_samples, subsample, colsample_bytree
         self.reg_lambda, self.max_bin, self.patience, self.n_jobs, self.seed = reg_lambda, max_bin, patience, n_jobs, seed
+
+    def __sklearn_tags__(self):
+        return with_tags(super().__sklearn_tags__(), allow_nan=True)  # LightGBM learns where missing values go
 
     def _estimator(self):
         raise NotImplementedError
@@ -51,7 +55,8 @@ class _LightGBM(BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        return self.model_.predict(np.asarray(X, dtype=float))
+        X = predict_inputs(self, X, allow_nan=True)  # checked before model_ is read
+        return self.model_.predict(X)
 
 
 class LightGBMClassifier(ClassifierMixin, _LightGBM):
@@ -62,24 +67,28 @@ class LightGBMClassifier(ClassifierMixin, _LightGBM):
 
         return LGBMClassifier(**self._lgbm_params())
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, eval_set=None):
         from sklearn.preprocessing import LabelEncoder
 
+        X, y = fit_inputs(self, X, y, allow_nan=True, classifier=True)
+        X_val, y_val = validation_rows(eval_set)
         # labels are encoded here: LightGBM 4.7 does not encode string labels given as eval_y
-        self.encoder_ = LabelEncoder().fit(np.asarray(y).astype(str))
+        self.encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.encoder_.classes_
         if X_val is not None:
-            y_val = np.asarray(y_val).astype(str)
+            y_val = np.asarray(y_val)
             known = np.isin(y_val, self.classes_)
-            X_val, y_val = np.asarray(X_val, float)[known], self.encoder_.transform(y_val[known])
-        self._fit(np.asarray(X, float), self.encoder_.transform(np.asarray(y).astype(str)), X_val, y_val)
+            X_val, y_val = predict_inputs(self, X_val, allow_nan=True)[known], self.encoder_.transform(y_val[known])
+        self._fit(X, self.encoder_.transform(y), X_val, y_val)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        return self.model_.predict_proba(np.asarray(X, dtype=float))
+        X = predict_inputs(self, X, allow_nan=True)  # checked before model_ is read
+        return self.model_.predict_proba(X)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks the model is fitted before classes_ is read
+        return self.classes_[proba.argmax(axis=1)]
 
 
 class LightGBMRegressor(RegressorMixin, _LightGBM):
@@ -96,6 +105,9 @@ class LightGBMRegressor(RegressorMixin, _LightGBM):
                          reg_lambda, max_bin, patience, n_jobs, seed)
         self.offset_index = offset_index
 
+    def __sklearn_tags__(self):
+        return with_tags(super().__sklearn_tags__(), positive_only=True)  # it learns log(target)
+
     def _estimator(self):
         from lightgbm import LGBMRegressor
 
@@ -104,14 +116,15 @@ class LightGBMRegressor(RegressorMixin, _LightGBM):
     def _log_offset(self, X: np.ndarray) -> np.ndarray | float:
         return 0.0 if self.offset_index is None else np.log(np.clip(X[:, self.offset_index], 1e-6, None))
 
-    def fit(self, X, y, X_val=None, y_val=None):
-        X = np.asarray(X, float)
+    def fit(self, X, y, *, eval_set=None):
+        X, y = fit_inputs(self, X, y, allow_nan=True)
+        X_val, y_val = validation_rows(eval_set)
         if X_val is not None:
-            X_val = np.asarray(X_val, float)
+            X_val = predict_inputs(self, X_val, allow_nan=True)
             y_val = np.log(np.asarray(y_val, float)) - self._log_offset(X_val)
         self._fit(X, np.log(np.asarray(y, float)) - self._log_offset(X), X_val, y_val)
         return self
 
     def predict(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=float)
+        X = predict_inputs(self, X, allow_nan=True)
         return np.exp(super().predict(X) + self._log_offset(X))

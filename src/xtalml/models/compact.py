@@ -5,7 +5,8 @@ the two-stage champion's forests hold 4.5 M nodes: 2 GB resident and seconds to 
 arrays over its nodes (feature, threshold, children) plus the non-zero class shares of its leaves, and predictions
 are the same as scikit-learn's: thresholds are rounded down to float32, which compares exactly like scikit-learn's
 float32 inputs against float64 thresholds. Nothing here imports scikit-learn or torch, so a cold `xtalml predict`
-pays for neither. Save with `save_compact`, load with `load_compact` (joblib, arrays memory-mapped).
+pays for neither. Which model has which form is its registry entry's `compact`. Save with `save_compact`, load with `load_compact`
+(joblib, arrays memory-mapped).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from xtalml.models.lattices import ConstantExpert, blend_neighbours, two_stage_proba
 
 _LEAF = -1
 ELEMENT_TABLES = "elements.json"  # beside the served models: the element tables their features were computed with
@@ -201,49 +204,28 @@ class PackedGroups:
 
 
 class CompactTwoStage:
-    """TwoStageClassifier's predict_proba with compact forests: P(sg) = Σ_b P(b) P(sg | b), then the neighbour blend."""
+    """A fitted TwoStageClassifier with its forests compact: the same predict_proba, by the same code (lattices.py)."""
 
     def __init__(self, model):
-        from xtalml.models.two_stage import _Constant
-
         self.classes_ = np.asarray(model.classes_)
         self.combine, self.neighbours, self.neighbours_ = model.combine, model.neighbours, None
         if model.neighbours_ is not None:  # thousands of small arrays packed into a few, so loading maps a few files;
             self.neighbours_ = copy.copy(model.neighbours_)  # a copy: the fitted model keeps its own
             self.neighbours_.groups_ = PackedGroups(model.neighbours_.groups_)
         self.feature_index, self.token_index = model.feature_index, model.token_index
-        self.members_ = []
-        for stage1, experts in model.members_:
-            compact = {lattice: (("constant", str(e.classes_[0])) if isinstance(e, _Constant) else CompactForest.from_sklearn(e))
-                       for lattice, e in experts.items()}
-            self.members_.append((CompactForest.from_sklearn(stage1), compact))
+        self.members_ = [(CompactForest.from_sklearn(stage1),
+                          {lattice: e if isinstance(e, ConstantExpert) else CompactForest.from_sklearn(e)
+                           for lattice, e in experts.items()})
+                         for stage1, experts in model.members_]
 
     def predict_proba(self, X) -> np.ndarray:
         X = np.asarray(X, float)
         stage_x = X if self.feature_index is None else X[:, list(self.feature_index)]
-        column = {c: i for i, c in enumerate(self.classes_.astype(str))}
-        out = np.zeros((len(X), len(self.classes_)))
-        for stage1, experts in self.members_:
-            p_lattice = stage1.predict_proba(stage_x)
-            if self.combine == "hard":
-                p_lattice = np.eye(p_lattice.shape[1])[p_lattice.argmax(axis=1)]
-            for j, lattice in enumerate(np.asarray(stage1.classes_).astype(str)):
-                rows = np.flatnonzero(p_lattice[:, j])
-                if not rows.size:
-                    continue
-                expert = experts[lattice]
-                if isinstance(expert, tuple):  # a lattice with one space group in the training rows
-                    out[rows, column[expert[1]]] += p_lattice[rows, j]
-                    continue
-                cols = [column[c] for c in np.asarray(expert.classes_).astype(str)]
-                out[np.ix_(rows, cols)] += p_lattice[rows, j:j + 1] * expert.predict_proba(stage_x[rows])
-        out /= len(self.members_)
+        out = two_stage_proba(self.members_, self.classes_, self.combine, stage_x)
         if self.neighbours_ is not None:
-            weight = float(self.neighbours["weight"])
             half = len(self.token_index) // 2
-            near, covered = self.neighbours_.predict_proba(X[:, list(self.token_index[:half])],
-                                                           X[:, list(self.token_index[half:])])
-            out[covered] = (1 - weight) * out[covered] + weight * near[covered]
+            out = blend_neighbours(out, self.neighbours_, float(self.neighbours["weight"]),
+                                   X[:, list(self.token_index[:half])], X[:, list(self.token_index[half:])])
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -324,18 +306,16 @@ class CompactCompositionAttention:
         return out
 
 
-def compact_model(model) -> Any:
-    """The compact form of a fitted champion, or None where there is none (the pickle then serves)."""
-    name = type(model).__name__
-    if name == "TwoStageClassifier":
-        return CompactTwoStage(model)
-    if name == "CompositionAttentionRegressor":
-        return CompactCompositionAttention(model)
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
-    if type(final).__name__ in ("RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier",
-                                "ExtraTreesRegressor"):
-        return CompactForest.from_sklearn(model)
-    return None
+def to_compact(form: str, model) -> Any:
+    """The compact form named by a registry entry ('CompactForest.from_sklearn'...) of a fitted model, or None where
+    that form cannot hold it (a two-stage model on LightGBM: it is then served as pickled)."""
+    make: Any = globals()[form.split(".")[0]]
+    for part in form.split(".")[1:]:
+        make = getattr(make, part)
+    try:
+        return make(model)
+    except TypeError:  # the forms raise TypeError for a learner they cannot hold
+        return None
 
 
 def save_compact(bundle: Mapping[str, Any], path: Path) -> None:
@@ -358,29 +338,3 @@ def compact_lattice(model):
     compact = copy.copy(model)
     compact.forests_ = {lattice: CompactForest.from_sklearn(forest) for lattice, forest in model.forests_.items()}
     return compact
-
-
-def write_serving_models(models_dir: Path, choice: Mapping[str, str], out_dir: Path) -> dict[str, dict[str, str]]:
-    """Write each chosen model (models/<task>/<model>.pkl) to out_dir/<task>.joblib in the form predict loads fastest:
-    compact where compact_model has one, else the fitted model as it is; returns and writes the manifest."""
-    import json
-
-    import joblib
-
-    from xtalml.features.composition import save_elemental_tables
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.joblib"):
-        old.unlink()
-    manifest = {}
-    for task, model in choice.items():
-        bundle = joblib.load(Path(models_dir) / task / f"{model}.pkl")
-        compact = compact_model(bundle["model"])
-        form = "pickle" if compact is None else "compact"
-        save_compact({**bundle, "model": bundle["model"] if compact is None else compact, "name": model},
-                     out_dir / f"{task}.joblib")
-        manifest[task] = {"model": model, "form": form}
-    save_elemental_tables(out_dir / ELEMENT_TABLES)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest

@@ -16,6 +16,7 @@ from sklearn.base import RegressorMixin
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
+from xtalml.models.conventions import fit_inputs, predict_inputs, validation_rows, with_tags
 from xtalml.models.torch_base import TorchEstimator
 
 
@@ -97,6 +98,10 @@ class CompositionAttentionRegressor(RegressorMixin, TorchEstimator):
         estimate = x[:, -1].double().numpy()
         return float(np.abs(estimate * (np.exp(outputs.double().numpy()) - np.exp(t.double().numpy()))).mean())
 
+    def __sklearn_tags__(self):
+        # it learns log(target / estimate); a formula its tokens cannot hold is NaN there and gets no answer
+        return with_tags(super().__sklearn_tags__(), allow_nan=True, positive_only=True)
+
     def _inputs(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(compact inputs: atomic numbers, fractions, estimate; rows whose tokens and estimate are all present)."""
         X = np.asarray(X, dtype=float)
@@ -109,9 +114,13 @@ class CompositionAttentionRegressor(RegressorMixin, TorchEstimator):
         compact = np.column_stack([np.nan_to_num(z), np.nan_to_num(fraction), np.where(ok, estimate, 1.0)])
         return compact, ok
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, eval_set=None):
         if len(self.z_index) == 0 or len(self.z_index) != len(self.fraction_index):
             raise ValueError("composition_attention needs the element_tokens feature group (element_z_i, element_fraction_i)")
+        X, y = fit_inputs(self, X, y, allow_nan=True)  # a formula the tokens cannot hold is NaN there: left out
+        X_val, y_val = validation_rows(eval_set)
+        if X_val is not None:
+            X_val = predict_inputs(self, X_val, allow_nan=True)
         x, ok = self._inputs(X)
         target = np.log(np.asarray(y, float) / x[:, -1])
         val = None
@@ -122,7 +131,7 @@ class CompositionAttentionRegressor(RegressorMixin, TorchEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        x, ok = self._inputs(X)
+        x, ok = self._inputs(predict_inputs(self, X, allow_nan=True))
         out = np.full(len(x), np.nan)
         if ok.any():
             out[ok] = x[ok, -1] * np.exp(self._raw_output(x[ok]).double().numpy())

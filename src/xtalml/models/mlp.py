@@ -10,6 +10,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelEncoder
 from torch import nn
 
+from xtalml.models.conventions import fit_inputs, predict_inputs, validation_rows, with_tags
 from xtalml.models.torch_base import TorchEstimator
 
 
@@ -55,7 +56,9 @@ class MLPClassifier(ClassifierMixin, TorchEstimator):
     def _val_metric(self, outputs, x, t):
         return 1.0 - float((outputs.argmax(dim=1) == t).double().mean())
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, eval_set=None):
+        X, y = fit_inputs(self, X, y, classifier=True)
+        X_val, y_val = validation_rows(eval_set)
         if self.early_stopping_metric not in ("loss", "accuracy"):
             raise ValueError(f"early_stopping_metric={self.early_stopping_metric!r}: choose loss or accuracy")
         if self.class_weight not in (None, "balanced"):
@@ -67,15 +70,16 @@ class MLPClassifier(ClassifierMixin, TorchEstimator):
         y_val_enc = None
         if X_val is not None:
             known = np.isin(y_val, self.classes_)  # validation classes unseen in training cannot be scored
-            X_val, y_val_enc = np.asarray(X_val)[known], self.encoder_.transform(np.asarray(y_val)[known])
-        self._fit_tensors(np.asarray(X), self.encoder_.transform(y), X_val, y_val_enc, torch.long)
+            X_val, y_val_enc = predict_inputs(self, X_val)[known], self.encoder_.transform(np.asarray(y_val)[known])
+        self._fit_tensors(X, self.encoder_.transform(y), X_val, y_val_enc, torch.long)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        return torch.softmax(self._raw_output(np.asarray(X)), dim=1).numpy()
+        return torch.softmax(self._raw_output(predict_inputs(self, X)), dim=1).numpy()
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks the model is fitted before classes_ is read
+        return self.classes_[proba.argmax(axis=1)]
 
 
 class MLPRegressor(RegressorMixin, TorchEstimator):
@@ -89,6 +93,9 @@ class MLPRegressor(RegressorMixin, TorchEstimator):
         self.max_epochs, self.patience, self.min_delta, self.optimizer = max_epochs, patience, min_delta, optimizer
         self.weight_decay, self.batch_norm, self.lr_schedule = weight_decay, batch_norm, lr_schedule
         self.early_stopping_metric, self.target_transform, self.seed, self.device = early_stopping_metric, target_transform, seed, device
+
+    def __sklearn_tags__(self):
+        return with_tags(super().__sklearn_tags__(), positive_only=self.target_transform != "none")
 
     def _build(self, n_features: int) -> nn.Module:
         return mlp(n_features, self.hidden, 1, self.dropout, self.batch_norm)
@@ -115,15 +122,19 @@ class MLPRegressor(RegressorMixin, TorchEstimator):
         z = np.asarray(z, dtype=float) * self.y_std_ + self.y_mean_
         return {"log": np.exp, "log1p": np.expm1, "none": lambda v: v}[self.target_transform](z)
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, eval_set=None):
+        X, y = fit_inputs(self, X, y)
+        X_val, y_val = validation_rows(eval_set)
+        if X_val is not None:
+            X_val = predict_inputs(self, X_val)
         if self.early_stopping_metric not in ("loss", "mae"):
             raise ValueError(f"early_stopping_metric={self.early_stopping_metric!r}: choose loss or mae")
         if self.target_transform not in ("log", "log1p", "none"):
             raise ValueError(f"target_transform={self.target_transform!r}: choose log, log1p or none")
         raw = {"log": np.log, "log1p": np.log1p, "none": lambda v: v}[self.target_transform](np.asarray(y, float))
         self.y_mean_, self.y_std_ = float(raw.mean()), float(raw.std() or 1.0)
-        self._fit_tensors(np.asarray(X), self._encode(y), X_val, None if y_val is None else self._encode(y_val), torch.float32)
+        self._fit_tensors(X, self._encode(y), X_val, None if y_val is None else self._encode(y_val), torch.float32)
         return self
 
     def predict(self, X) -> np.ndarray:
-        return self._decode(self._raw_output(np.asarray(X)).numpy())
+        return self._decode(self._raw_output(predict_inputs(self, X)).numpy())

@@ -51,8 +51,7 @@ class PrototypeNeighbours:
         self.k, self.tau = k, tau
 
     def fit(self, z: np.ndarray, fraction: np.ndarray, y) -> "PrototypeNeighbours":
-        y = np.asarray(y).astype(str)
-        self.classes_, codes = np.unique(y, return_inverse=True)
+        self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)  # the two-stage model's classes_, in order
         rows = defaultdict(list)
         patterns, vectors = stoichiometry_patterns(z, fraction)
         for i, pattern in enumerate(patterns):

@@ -20,7 +20,7 @@ class ModelSpec:
 
     build: Callable[[dict[str, Any], int, Sequence[str]], Any]  # (estimator params, seed, feature names) → estimator
     task_kinds: tuple[str, ...]  # classification and/or regression
-    uses_validation_rows: bool = False  # fit(X, y, X_val, y_val) early-stops on them, so they cannot calibrate it
+    uses_validation_rows: bool = False  # fit(X, y, eval_set=[(X_val, y_val)]) early-stops on them: they cannot calibrate it
     cross_validates: bool = False  # grouped k-fold over the training rows before the final fit (cv_folds)
     threaded_predict: bool = False  # predicts row by row outside the GIL, so blocks of rows can go to threads (predict_jobs)
     labels_from_proba: bool = False  # predict(X) is classes_[argmax(predict_proba(X))]: evaluation asks for the probabilities once
@@ -31,6 +31,7 @@ class ModelSpec:
     base_learner_key: str | None = None  # its config names another registered model it is built from
     input_groups: tuple[str, ...] = ()  # feature groups it reads beyond the task's own (the featurize schema's keys)
     optional_input_groups: tuple[str, ...] = ()  # groups it reads where present: rows lacking them stay in the task
+    compact: str | None = None  # the form predict serves it in: a callable of models/compact.py, fitted model → form
 
 
 def _sklearn(make: Callable[[dict[str, Any], int], Any]) -> Callable:
@@ -137,10 +138,14 @@ def _composition_attention(params, seed, feature_names):
 def _two_stage(params, seed, feature_names):
     from xtalml.features.composition import element_token_names
     from xtalml.models.two_stage import TwoStageClassifier
+    params = dict(params)
+    base = params.pop("base")
+    learner = build_model(base, {**(params.pop("base_params", None) or {}), **(params.pop("base_overrides", None) or {})},
+                          seed)
     names, tokens = list(feature_names), element_token_names()
     if not set(tokens) <= set(names):  # no element tokens: the stages read every column and there are no neighbours
-        return TwoStageClassifier(seed=seed, **params)
-    return TwoStageClassifier(seed=seed, feature_index=tuple(i for i, n in enumerate(names) if n not in tokens),
+        return TwoStageClassifier(learner, seed=seed, **params)
+    return TwoStageClassifier(learner, seed=seed, feature_index=tuple(i for i, n in enumerate(names) if n not in tokens),
                               token_index=tuple(names.index(n) for n in tokens), **params)
 
 
@@ -149,7 +154,8 @@ _SKLEARN = dict(task_kinds=CLASSIFY, cross_validates=True)
 _TORCH = dict(uses_validation_rows=True, torch=True, packages=("torch",), loss_history=True)
 REGISTRY: dict[str, ModelSpec] = {
     "logistic_regression": ModelSpec(_sklearn(_logistic_regression), **_SKLEARN),
-    "random_forest": ModelSpec(_sklearn(_random_forest), **_SKLEARN, labels_from_proba=True, threaded_predict=True),
+    "random_forest": ModelSpec(_sklearn(_random_forest), **_SKLEARN, labels_from_proba=True, threaded_predict=True,
+                               compact="CompactForest.from_sklearn"),
     "decision_tree": ModelSpec(_sklearn(_decision_tree), **_SKLEARN),
     "adaboost": ModelSpec(_sklearn(_adaboost), **_SKLEARN),
     "svm": ModelSpec(_sklearn(_svm), **_SKLEARN, threaded_predict=True),
@@ -162,10 +168,12 @@ REGISTRY: dict[str, ModelSpec] = {
     "mlp_regressor": ModelSpec(_mlp_regressor, REGRESS, **_TORCH),
     "wide_deep": ModelSpec(_wide_deep, REGRESS, **_TORCH),
     "tabnet": ModelSpec(_tabnet, REGRESS, **{**_TORCH, "packages": ("torch", "pytorch-tabnet")}, feature_importance=True),
-    "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",)),
+    "composition_attention": ModelSpec(_composition_attention, REGRESS, **_TORCH, input_groups=("element_tokens",),
+                                       compact="CompactCompositionAttention"),
     # its loss curve, packages and threaded predictions are its base learner's; it combines its stages row by row
     "two_stage": ModelSpec(_two_stage, CLASSIFY, uses_validation_rows=True, base_learner_key="base", labels_from_proba=True,
-                           optional_input_groups=("element_tokens",)),  # its prototype neighbours read the formula
+                           optional_input_groups=("element_tokens",),  # its prototype neighbours read the formula
+                           compact="CompactTwoStage"),
 }
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from xtalml.models.conventions import fit_inputs, predict_inputs, validation_rows, with_tags
 from xtalml.models.torch_base import pick_device, seed_everything
 
 
@@ -22,11 +23,17 @@ class TabNetVolumeRegressor(RegressorMixin, BaseEstimator):
         self.virtual_batch_size, self.max_epochs, self.patience = virtual_batch_size, max_epochs, patience
         self.seed, self.device = seed, device
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def __sklearn_tags__(self):
+        return with_tags(super().__sklearn_tags__(), positive_only=True)  # it learns log1p(volume)
+
+    def fit(self, X, y, *, eval_set=None):
         from pytorch_tabnet.tab_model import TabNetRegressor
 
+        X, y = fit_inputs(self, X, y, min_samples=2)  # without eval_set a tenth of the rows early-stops it
+        X_val, y_val = validation_rows(eval_set)
+        if X_val is not None:
+            X_val = predict_inputs(self, X_val)
         seed_everything(self.seed)
-        X = np.asarray(X, dtype=np.float64)
         self.x_mean_ = np.nanmean(X, axis=0)
         self.x_std_ = np.nanstd(X, axis=0)
         self.x_std_[~(self.x_std_ > 0)] = 1.0  # constant columns stay 0 after centring
@@ -64,5 +71,6 @@ class TabNetVolumeRegressor(RegressorMixin, BaseEstimator):
         return ((np.log1p(np.asarray(y, dtype=float)) - self.y_mean_) / self.y_std_).astype(np.float32).reshape(-1, 1)
 
     def predict(self, X) -> np.ndarray:
-        z = self.model_.predict(self._scale(X)).ravel().astype(float)
+        X = self._scale(predict_inputs(self, X))  # checked before model_ is read
+        z = self.model_.predict(X).ravel().astype(float)
         return np.expm1(z * self.y_std_ + self.y_mean_)

@@ -5,37 +5,23 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from xtalml.cif.symmetry import space_group_info
-
-
-def lattice_of(label: str) -> str:
-    """Bravais lattice of a space-group label ('14' → 'mP'); merged labels such as 'other' stay as they are."""
-    return space_group_info(int(label))[2] if str(label).isdigit() else str(label)
+from xtalml.models.conventions import fit_inputs, predict_inputs, takes_eval_set, validation_rows, with_tags
+from xtalml.models.lattices import ConstantExpert, blend_neighbours, lattice_of, two_stage_proba
 
 
-def lattice_proba(proba: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
-    """Bravais-lattice probabilities from space-group probabilities: the sum over each lattice's groups."""
-    lattices = np.array([lattice_of(c) for c in np.asarray(classes).astype(str)])
-    names = np.unique(lattices)
-    return names, np.column_stack([proba[:, lattices == name].sum(axis=1) for name in names])
-
-
-class _Constant:
-    """The expert of a lattice with one space group in the training rows."""
-
-    def __init__(self, label: str):
-        self.classes_ = np.array([label])
-
-    def predict_proba(self, X) -> np.ndarray:
-        return np.ones((len(X), 1))
+def reseeded(estimator, seed: int):
+    """An unfitted clone of an estimator with every random_state or seed in it (nested ones too) set to seed."""
+    copy = clone(estimator)
+    keys = [k for k in copy.get_params(deep=True) if k.rsplit("__", 1)[-1] in ("random_state", "seed")]
+    return copy.set_params(**{k: seed for k in keys})
 
 
 def _fit_rows(model, X, rows, target, X_val, val_rows, val_target):
     """Fit on the masked rows, early-stopping on the masked validation rows where there are any."""
     if X_val is not None and val_rows is not None and val_rows.any():
-        return model.fit(X[rows], target[rows], X_val[val_rows], val_target[val_rows])
+        return model.fit(X[rows], target[rows], eval_set=[(X_val[val_rows], val_target[val_rows])])
     return model.fit(X[rows], target[rows])
 
 
@@ -44,23 +30,26 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
 
     Each expert sees only its lattice's rows and the composition features (never stage 1's outputs), so stage 2 needs
     no out-of-fold stage-1 predictions. combine='hard' keeps only the most likely lattice (CRYSPNet's inference);
-    'soft' sums over lattices, so top-k can go beyond stage 1's accuracy. Any registered classifier is the base learner
-    (base_params, with base_overrides on top); seeds > 1 averages that many independently seeded copies of both stages.
-    n_jobs > 1 fits stage 1 and the experts in that many processes, each on one thread (a base that sets its own
-    thread count, as LightGBM's n_jobs, keeps it), so a classical base gives the same model for any n_jobs.
+    'soft' sums over lattices, so top-k can go beyond stage 1's accuracy. Stage 1 and every expert are clones of
+    `estimator` (a random forest by default), each with its random_state/seed set to seed + member; seeds > 1
+    averages that many independently seeded members. An estimator whose fit takes eval_set early-stops on the
+    validation rows of its lattice. n_jobs > 1 fits stage 1 and the experts in that many processes, each on one
+    thread (a learner that sets its own thread count, as LightGBM's n_jobs, keeps it), so a classical learner gives the
+    same model for any n_jobs.
 
     neighbours {weight, k, tau} blends in PrototypeNeighbours: P = (1 - weight) P_two_stage + weight P_neighbours on
     rows whose stoichiometry pattern the training rows have. The stages read the columns feature_index, the
     neighbours the element tokens at token_index (atomic numbers, then fractions); the registry sets both.
     """
 
-    def __init__(self, base: str = "lightgbm", base_params: Mapping[str, Any] | None = None,
-                 base_overrides: Mapping[str, Any] | None = None, combine: str = "soft", seeds: int = 1, seed: int = 42,
-                 n_jobs: int = 1, neighbours: Mapping[str, Any] | None = None,
-                 feature_index: tuple[int, ...] | None = None, token_index: tuple[int, ...] | None = None):
-        self.base, self.base_params, self.base_overrides = base, base_params, base_overrides
-        self.combine, self.seeds, self.seed, self.n_jobs = combine, seeds, seed, n_jobs
+    def __init__(self, estimator=None, *, combine: str = "soft", seeds: int = 1, seed: int = 42, n_jobs: int = 1,
+                 neighbours: Mapping[str, Any] | None = None, feature_index: tuple[int, ...] | None = None,
+                 token_index: tuple[int, ...] | None = None):
+        self.estimator, self.combine, self.seeds, self.seed, self.n_jobs = estimator, combine, seeds, seed, n_jobs
         self.neighbours, self.feature_index, self.token_index = neighbours, feature_index, token_index
+
+    def __sklearn_tags__(self):
+        return with_tags(super().__sklearn_tags__(), allow_nan=True)  # element tokens are NaN where a formula does not fit
 
     def _stage_columns(self, X: np.ndarray) -> np.ndarray:
         return X if self.feature_index is None else X[:, list(self.feature_index)]
@@ -69,17 +58,18 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
         half = len(self.token_index) // 2
         return X[:, list(self.token_index[:half])], X[:, list(self.token_index[half:])]
 
-    def _learner(self, seed: int):
-        from xtalml.models.registry import build_model
+    def _base(self):
+        if self.estimator is not None:
+            return self.estimator
+        from sklearn.ensemble import RandomForestClassifier
 
-        return build_model(self.base, {**(self.base_params or {}), **(self.base_overrides or {})}, seed)
+        return RandomForestClassifier()
 
     def _fit_one(self, X, y, X_val, y_val, seed: int):
         from joblib import Parallel, delayed, parallel_config
 
-        from xtalml.models.registry import model_spec
-
-        if not (model_spec(self.base).uses_validation_rows and X_val is not None):
+        base = reseeded(self._base(), seed)
+        if not takes_eval_set(base):
             X_val = y_val = None
         lattices = np.array([lattice_of(v) for v in y])
         val_lattices = None if y_val is None else np.array([lattice_of(v) for v in y_val])
@@ -89,21 +79,22 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
         for lattice in np.unique(lattices):
             rows = lattices == lattice
             if len(np.unique(y[rows])) == 1:
-                constant[lattice] = _Constant(y[rows][0])
+                constant[lattice] = ConstantExpert(y[rows][0])
             else:
                 jobs.append((lattice, rows, None if y_val is None else val_lattices == lattice, y, y_val))
         jobs[1:] = sorted(jobs[1:], key=lambda job: -job[1].sum())  # largest first: the workers finish together
         with parallel_config(backend="loky", inner_max_num_threads=1):
             fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_rows)(self._learner(seed), X, rows, target, X_val, val_rows, val_target)
+                delayed(_fit_rows)(clone(base), X, rows, target, X_val, val_rows, val_target)
                 for _, rows, val_rows, target, val_target in jobs)
         experts = constant | {job[0]: model for job, model in zip(jobs[1:], fitted[1:])}
         return fitted[0], {lattice: experts[lattice] for lattice in sorted(experts)}
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, eval_set=None):
         if self.combine not in ("soft", "hard"):
             raise ValueError(f"two_stage combine={self.combine!r}: choose soft or hard")
-        X, y = np.asarray(X, float), np.asarray(y).astype(str)
+        X, y = fit_inputs(self, X, y, allow_nan=True, classifier=True)  # tokens are NaN where a formula does not fit
+        X_val, y_val = validation_rows(eval_set)
         weight = float((self.neighbours or {}).get("weight", 0.0))
         if not 0 <= weight <= 1:
             raise ValueError(f"two_stage neighbours.weight={weight}: choose a share between 0 and 1")
@@ -123,7 +114,7 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
             self.neighbours_ = PrototypeNeighbours(**options).fit(*self._tokens(X), y)
         X = self._stage_columns(X)
         if X_val is not None:
-            X_val, y_val = self._stage_columns(np.asarray(X_val, float)), np.asarray(y_val).astype(str)
+            X_val, y_val = self._stage_columns(predict_inputs(self, X_val, allow_nan=True)), np.asarray(y_val)
         self.classes_ = np.unique(y)
         self.members_ = [self._fit_one(X, y, X_val, y_val, self.seed + i) for i in range(int(self.seeds))]
         self.lattice_classes_ = self.members_[0][0].classes_
@@ -134,33 +125,16 @@ class TwoStageClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_lattice_proba(self, X) -> np.ndarray:
         """Stage 1's lattice probabilities (columns: lattice_classes_), averaged over the seeds."""
-        X = self._stage_columns(np.asarray(X, float))
+        X = self._stage_columns(predict_inputs(self, X, allow_nan=True))
         return np.mean([stage1.predict_proba(X) for stage1, _ in self.members_], axis=0)
 
     def predict_proba(self, X) -> np.ndarray:
-        X = np.asarray(X, float)
-        out = self._stages_proba(self._stage_columns(X))
+        X = predict_inputs(self, X, allow_nan=True)
+        out = two_stage_proba(self.members_, self.classes_, self.combine, self._stage_columns(X))
         if self.neighbours_ is not None:
-            weight = float(self.neighbours["weight"])
-            near, covered = self.neighbours_.predict_proba(*self._tokens(X))
-            out[covered] = (1 - weight) * out[covered] + weight * near[covered]  # both have columns classes_
+            out = blend_neighbours(out, self.neighbours_, float(self.neighbours["weight"]), *self._tokens(X))
         return out
 
-    def _stages_proba(self, X: np.ndarray) -> np.ndarray:
-        column = {c: i for i, c in enumerate(self.classes_)}
-        out = np.zeros((len(X), len(self.classes_)))
-        for stage1, experts in self.members_:
-            p_lattice = stage1.predict_proba(X)
-            if self.combine == "hard":
-                p_lattice = np.eye(p_lattice.shape[1])[p_lattice.argmax(axis=1)]
-            for j, lattice in enumerate(stage1.classes_):
-                weight = p_lattice[:, j:j + 1]
-                if not weight.any():
-                    continue
-                expert = experts[lattice]
-                cols = [column[c] for c in np.asarray(expert.classes_).astype(str)]
-                out[:, cols] += weight * expert.predict_proba(X)
-        return out / len(self.members_)
-
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks the model is fitted before classes_ is read
+        return self.classes_[proba.argmax(axis=1)]

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import RegressorMixin
 from torch import nn
 
+from xtalml.models.conventions import fit_inputs, predict_inputs, validation_rows, with_tags
 from xtalml.models.torch_base import TorchEstimator
 
 
@@ -70,11 +71,18 @@ class WideDeepRegressor(RegressorMixin, TorchEstimator):
     def _scheduler(self, optimizer):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
 
+    def __sklearn_tags__(self):
+        return with_tags(super().__sklearn_tags__(), positive_only=True)  # it learns log(volume)
+
     def _with_wide(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         return np.column_stack([X, np.log(np.clip(X[:, self.wide_index], 1e-6, None))])
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, eval_set=None):
+        X, y = fit_inputs(self, X, y)
+        X_val, y_val = validation_rows(eval_set)
+        if X_val is not None:
+            X_val = predict_inputs(self, X_val)
         target = np.log(np.asarray(y, float))
         self.y_mean_, self.y_std_ = float(target.mean()), float(target.std() or 1.0)
         encode = lambda v: (np.log(np.asarray(v, float)) - self.y_mean_) / self.y_std_  # noqa: E731
@@ -83,4 +91,4 @@ class WideDeepRegressor(RegressorMixin, TorchEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        return np.exp(self._raw_output(self._with_wide(X)).numpy() * self.y_std_ + self.y_mean_)
+        return np.exp(self._raw_output(self._with_wide(predict_inputs(self, X))).numpy() * self.y_std_ + self.y_mean_)

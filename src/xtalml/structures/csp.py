@@ -12,19 +12,21 @@ from xtalml.structures.benchmark import benchmark_structures, score_arm, summari
 from xtalml.structures.candidates import CandidateError
 from xtalml.structures.search import (ARMS, SearchSettings, _safe, candidate_specs, dask_client, lattice_predictor,
                                       rank_candidates, run_specs, write_cif)
-from xtalml.tasks import read_table, task_sources
+from xtalml.tasks import DataDirs, read_table, task_sources
 
 
-def training_frequencies(task_cfg: Mapping[str, Any], root: Path = Path(".")) -> dict[int, float]:
+def training_frequencies(task_cfg: Mapping[str, Any], data: DataDirs = DataDirs()) -> dict[int, float]:
     """Space-group frequencies of the space-group task's train rows: the random-search prior."""
-    table = read_table(task_sources(task_cfg), ["id", "sg_number"], root)
+    table = read_table(task_sources(task_cfg), ["id", "sg_number"], data)
     counts = table.loc[(table["part"] == "train") & table["sg_number"].notna(), "sg_number"].astype(int).value_counts()
     return {int(g): float(n / counts.sum()) for g, n in counts.items()}
 
 
 def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[str, Any] | None, out_dir: Path,
+                  source_dir: Path, data: DataDirs = DataDirs(),
                   client=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(candidates, per-formula scores, summary per arm) of the benchmark; CIFs of the kept candidates under
+    """(candidates, per-formula scores, summary per arm) of the benchmark on the structures of source_dir (the
+    download and parse stages' folder of generate.benchmark.source); CIFs of the kept candidates under
     out_dir/cifs/<arm>/<formula>/."""
     from xtalml.predict import formula_estimates
 
@@ -32,14 +34,14 @@ def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[
     bench = cfg["benchmark"]
     settings = SearchSettings.from_params({**cfg["search"], **(bench.get("search") or {})})
     source = bench["source"]
-    table, truths = benchmark_structures(Path("data/sources") / source, Path("data/split") / f"{source}.parquet",
+    table, truths = benchmark_structures(Path(source_dir), data.split / f"{source}.parquet",
                                          list(bench["atom_bins"]), list(bench["formulas_per_bin"]), int(bench["seed"]),
                                          bench.get("part", "test"))
     if table.empty:
         raise ValueError(f"generate: no ordered test structure of {source} fits the benchmark's atom bins")
     formulas = table["formula"].tolist()
     estimates = formula_estimates(predictor, formulas)
-    frequencies = training_frequencies(params["tasks"][cfg["space_group_task"]])
+    frequencies = training_frequencies(params["tasks"][cfg["space_group_task"]], data)
     lattice_rows = lattice_predictor(lattice_bundle, estimates["features"])
     specs, refused = [], []
     for i, row in table.iterrows():

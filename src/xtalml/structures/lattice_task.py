@@ -3,7 +3,6 @@ beside its baselines (the lattice's median parameters; the elemental volume), pe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,7 +12,7 @@ import pandas as pd
 from xtalml.chemistry import FormulaError, parse_formula
 from xtalml.features.table import feature_columns
 from xtalml.structures.lattice import FREE_PARAMETERS, LatticeParameterRegressor, MedianLatticeParameters, scale_free
-from xtalml.tasks import FEATURES_DIR, read_table
+from xtalml.tasks import DataDirs, read_table
 
 CELL = ["a", "b", "c", "alpha", "beta", "gamma"]
 ELEMENTAL_VOLUME = "magpie_mean_GSvolume_pa"
@@ -36,13 +35,14 @@ def formula_units(formula: str, atoms_in_cell: float) -> float:
     return atoms_in_cell / (sum(ints) / divisor)
 
 
-def lattice_rows(source: str, groups: list[str], root: Path = Path(".")) -> tuple[pd.DataFrame, list[str]]:
-    """The source's rows with a cell, a Bravais lattice and complete features, their free parameters and split part."""
-    schema = json.loads((root / FEATURES_DIR / source / "feature_schema.json").read_text())
-    names = feature_columns(schema, groups)
+def lattice_rows(source: str, groups: list[str], structures: Path,
+                 data: DataDirs = DataDirs()) -> tuple[pd.DataFrame, list[str]]:
+    """The source's rows (its parsed structures file and feature table) with a cell, a Bravais lattice and complete
+    features, their free parameters and split part."""
+    names = feature_columns(data.schema(source), groups)
     table = read_table([source], ["id", "formula", "reduced_formula", "bravais_lattice", "atoms_in_cell",
-                                  ELEMENTAL_VOLUME, *names], root)
-    cells = pd.read_parquet(root / "data" / "sources" / source / "structures.parquet", columns=["id", *CELL])
+                                  ELEMENTAL_VOLUME, *names], data)
+    cells = pd.read_parquet(structures, columns=["id", *CELL, "volume_cell"])
     table = table.merge(cells, on="id", how="inner")
     ok = (table["part"].isin(["train", "val", "test"]) & table["bravais_lattice"].isin(list(FREE_PARAMETERS))
           & table[CELL].notna().all(axis=1) & (table[["a", "b", "c"]] > 0).all(axis=1) & table[names].notna().all(axis=1))
@@ -88,11 +88,11 @@ def evaluate_lattice(model, baseline, table: pd.DataFrame, names: list[str], vol
     return out
 
 
-def train_lattice_task(cfg: Mapping[str, Any], volume_per_atom, root: Path = Path(".")) -> tuple[dict, dict]:
-    """(bundle, metrics) of the lattice task; volume_per_atom(formulas) is the volume-per-atom champion's answer."""
-    table, names = lattice_rows(cfg["source"], list(cfg["features"]), root)
-    volumes = pd.read_parquet(root / "data" / "sources" / cfg["source"] / "structures.parquet", columns=["id", "volume_cell"])
-    table = table.merge(volumes, on="id", how="left")
+def train_lattice_task(cfg: Mapping[str, Any], volume_per_atom, structures: Path,
+                       data: DataDirs = DataDirs()) -> tuple[dict, dict]:
+    """(bundle, metrics) of the lattice task on cfg['source'] (its structures file and feature table);
+    volume_per_atom(formulas) is the volume-per-atom champion's answer."""
+    table, names = lattice_rows(cfg["source"], list(cfg["features"]), structures, data)
     train, test = table[table["part"] == "train"], table[table["part"] == "test"].reset_index(drop=True)
     model = LatticeParameterRegressor(**cfg["model"]).fit(train[names].to_numpy(float), train["bravais_lattice"],
                                                           list(train["free"]))
