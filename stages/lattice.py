@@ -11,6 +11,7 @@ from xtalml.models.compact import compact_lattice, save_compact
 from xtalml.predict import formula_estimates, load_predictor
 from xtalml.structures.lattice_task import headline, train_lattice_task
 from xtalml.tasks import DataDirs
+from xtalml.experiments import describe_experiment
 from xtalml.tracking import log_results, training_run
 
 VOLUME_TASK = "volume_per_atom_from_composition"
@@ -40,6 +41,10 @@ def volume_per_atom(formulas):
 
 
 model_path = args.out / "lattice.pkl"
+describe_experiment("lattice_from_composition", "Lattice parameters from composition, per Bravais lattice (CRYSPNet's "
+                    "third model): a forest predicts the conventional cell's free ratios and angles; scored on the "
+                    f"{cfg['source']} test rows beside each lattice's median parameters, the cell volume from the "
+                    "volume-per-atom champion beside the elemental volume.")
 with training_run("lattice_from_composition", "lattice_forest") as run:
     bundle, evaluation = train_lattice_task(cfg, volume_per_atom, args.structures,
                                             DataDirs(args.features.parent, args.split))

@@ -12,7 +12,8 @@ from xtalml.models.registry import pip_requirements
 from xtalml.predict import PREDICT_TASKS
 from xtalml.serving import (PREDICTOR_EXPERIMENT, mark_model_training, model_requirements, register_champion,
                             register_predictor, validation_example)
-from xtalml.tasks import DataDirs, model_config
+from xtalml.tasks import DataDirs, model_config, read_table, task_sources
+from xtalml.experiments import describe_experiment, task_description
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -54,6 +55,16 @@ predictor = register_predictor(served, args.predictor, args.conformal, Path(args
 result["predictor"] = {"registered": predictor["name"], "version": predictor["version"],
                        "models": {task: model for task, (model, _) in served.items()}}
 mark_model_training([*result["tasks"], PREDICTOR_EXPERIMENT], args.tracking_uri)
+BASELINES = {"sg_number": "most frequent class, stratified random", "bravais_lattice": "most frequent class, stratified random",
+             "volume": "the analytic cell volume", "volume_per_atom": "the fraction-weighted elemental volume"}
+for task_name in result["tasks"]:  # what the MLflow experiments list shows as each experiment's description
+    cfg = tasks[task_name]
+    parts = read_table(task_sources(cfg), ["id"], data)["part"].value_counts().to_dict()
+    describe_experiment(task_name, task_description(task_name, cfg, parts, BASELINES.get(cfg["target"], "")),
+                        args.tracking_uri)
+describe_experiment(PREDICTOR_EXPERIMENT, "The xtalml-predictor pyfunc: what `xtalml predict` answers (Bravais lattice, "
+                    "space groups, volume per atom, cell) from each task's champion, in compact form, registered as "
+                    "xtalml-predictor@champion.", args.tracking_uri)
 print(f"register: {predictor['name']}@champion version {predictor['version']} with "
       + ", ".join(f"{task} {e['model']} ({e['form']})" for task, e in predictor["served"].items()))
 args.record.parent.mkdir(parents=True, exist_ok=True)

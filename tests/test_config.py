@@ -35,7 +35,9 @@ def test_dvc_stages_list_only_their_own_params():
         "report": ["report", "sources", "tasks", "train.matrix"],
         "register": ["tasks", "train.matrix", "featurize.element_tables"],
         "lattice": ["lattice", "train.matrix", "featurize.element_tables"],
-        "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"]}
+        "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"],
+        "templates": ["templates", "sources.${templates.source}.name", "generate.scheduler", "generate.n_workers"],
+        "references": ["references", "generate.search", "generate.scheduler", "generate.n_workers"]}
     assert set(groups) == {f"train_{group}" for group in compose()["train"]["matrix"]}  # one matrix per group
     for name in groups:  # one definition (a YAML anchor), each group's own axes
         assert stages[name]["matrix"] == {axis: f"${{train.matrix.{name[6:]}.{axis}}}" for axis in ("task", "model")}

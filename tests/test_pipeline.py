@@ -364,11 +364,23 @@ def test_lattice_and_generate_stages_score_every_arm(repo):
     assert bundle["feature_names"] and bundle["formula_units"]
     params = yaml.safe_load((root / "params.yaml").read_text())
     generate = json.loads((root / "metrics/generate.json").read_text())
+    coverage = generate.pop("coverage")
     assert set(generate) == set(params["generate"]["arms"])
+    assert 0 <= coverage["has_template_in_true_group"] <= coverage["has_template"] <= 1
     formulas = {arm: figures["formulas"] for arm, figures in generate.items()}
     assert len(set(formulas.values())) == 1 and formulas["ours"] >= 1  # every arm on the same formulas
     for figures in generate.values():
-        assert 0 <= figures["top1_cdvae"] <= figures["top5_cdvae"] <= figures["any_cdvae"] <= 1
+        assert 0 <= figures["top1_cspbench"] <= figures["top5_cspbench"] <= 1
+        assert 0 <= figures["top1_space_group"] <= figures["top5_space_group"] <= 1
+    library = pd.read_parquet(root / "data/templates/library.parquet")
+    templates = json.loads((root / "metrics/templates.json").read_text())
+    assert templates["templates"] == library["template_id"].nunique() > 0 and templates["structures"] == len(library)
+    assert {"amcsd", "aflow", "mineral"} <= set(library["origin"]) and library["atoms"].max() <= 12
+    split = pd.read_parquet(root / "data/split/primary.parquet").set_index("id")["part"]
+    assert (split[library.loc[library["origin"] == "amcsd", "source_id"]] == "train").all()  # train rows only
+    candidates = pd.read_parquet(root / "data/generate/candidates.parquet")
+    assert set(candidates["source"]) <= {"template", "pyxtal"}
+    assert candidates.loc[candidates["source"] == "template", "template_id"].notna().all()
     curve = pd.read_csv(root / "plots/generate/match_curve.csv")
     assert set(curve.columns) == {"candidates", *generate} and curve["candidates"].max() == params["generate"]["benchmark"]["search"]["candidates"]
     cifs = sorted((root / "data/generate/cifs/ours").rglob("*.cif"))
@@ -393,7 +405,8 @@ def test_predict_gives_the_headline_cell_and_generate_writes_ranked_cifs(repo, t
 
     out = tmp_path / "cifs"
     proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "generate", "NaCl", "Xx2O", "--candidates", "2",
-                           "--out", str(out), "--format", "json"], cwd=root, env=env, capture_output=True, text=True)
+                           "--out", str(out), "--format", "json", "--png"], cwd=root, env=env, capture_output=True,
+                          text=True)
     assert proc.returncode == 1, proc.stderr  # one bad formula: exit 1, the good one still answered
     result = json.loads(proc.stdout)
     assert "unknown element 'Xx'" in result["errors"]["Xx2O"]
@@ -401,3 +414,46 @@ def test_predict_gives_the_headline_cell_and_generate_writes_ranked_cifs(repo, t
     ranks = [c["rank"] for c in nacl["candidates"]]
     assert nacl["input"] == "NaCl" and ranks == list(range(1, len(ranks) + 1))
     assert all(Path(c["cif"]).is_relative_to(out) and Path(c["cif"]).exists() for c in nacl["candidates"])
+    # NaCl's own structure is among the templates (AFLOW's B1, AMCSD's halite): generate may use it, and says so
+    templated = [c for c in nacl["candidates"] if c["source"] == "template"]
+    assert templated and all(c["template_id"] and c["prototype"] for c in templated)
+    assert any(c["known"] for c in templated) and "# from template" in Path(templated[0]["cif"]).read_text()
+    assert all(Path(c["png"]) == Path(c["cif"]).with_suffix(".png") and Path(c["png"]).stat().st_size > 5_000
+               for c in nacl["candidates"])  # --png: a picture beside each CIF
+    first = nacl["candidates"][0]  # the tiny references stage relaxed Na and a Cl2 molecule: a number, references named
+    assert first["formation_energy_per_atom"] < 0 and set(first["references"]) == {"Na", "Cl"}
+    assert "formation energy per atom" in Path(first["cif"]).read_text()
+
+
+def test_structures_carry_formation_energies_pictures_and_runs_that_read_right(repo):
+    import mlflow
+
+    root, _ = repo
+    references = pd.read_parquet(root / "data/references/references.parquet").set_index("element")
+    assert set(references.index) <= {"Na", "Cl", "O"} and references.loc["Cl", "source"] == "molecule"
+    assert references["energy_per_atom"].lt(0).all()
+    candidates = pd.read_parquet(root / "data/generate/candidates.parquet")
+    summary = json.loads((root / "data/generate/summary.json").read_text())
+    for row in candidates.itertuples():  # a number exactly where every element of the formula has a reference
+        elements = {str(e) for e in __import__("pymatgen.core").core.Composition(row.input)}
+        assert (row.formation_energy_per_atom is not None and pd.notna(row.formation_energy_per_atom)) == (
+            elements <= set(references.index) and row.energy_per_atom is not None), row
+    pictures = summary["pictures"]
+    assert pictures and all((root / p["path"]).stat().st_size > 10_000 for p in pictures)
+    report = (root / "reports/report.md").read_text()
+    assert all(f"figures/csp_{Path(p['path']).name}" in report and p["caption"] in report for p in pictures)
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("crystal_structure_prediction")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert sorted(r.info.run_name for r in runs) == sorted(params["generate"]["arms"])
+    for run in runs:  # each arm's run spans the benchmark's relaxations, names its formulas and keeps its CIFs
+        assert run.info.end_time - run.info.start_time >= 1000 * run.data.metrics["relaxation_seconds"] / 2
+        assert [i.dataset.name for i in run.inputs.dataset_inputs][0].startswith("benchmark formulas")
+        assert "cifs" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    ours = next(r for r in runs if r.info.run_name == params["generate"]["arms"][0])
+    assert {a.path for a in client.list_artifacts(ours.info.run_id, "pictures")}
+    for name in [*params["tasks"], "crystal_structure_prediction", "lattice_from_composition", "xtalml-predictor"]:
+        assert client.get_experiment_by_name(name).tags.get("mlflow.note.content"), name  # the Description column

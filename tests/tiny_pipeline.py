@@ -43,8 +43,9 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         # structures: a small lattice forest; two formulas, two candidates per arm, short relaxations on one worker
         "lattice.model.n_estimators=10", "lattice.model.n_jobs=1", "generate.n_workers=1",
         "generate.search.candidates=2", "generate.benchmark.search.candidates=2", "generate.search.top_k=2",
-        "generate.search.steps=40",
-        "generate.benchmark.formulas_per_bin=[1,1,0,0]",
+        "generate.search.steps=40", "generate.benchmark.search.steps=40", "generate.benchmark.search.templates=1",
+        "generate.benchmark.formulas_per_bin=[1,1,0,0]", "templates.max_atoms=12",
+        "references.per_element=1", "references.elements=[Na,Cl,O]",
         *[f"train.matrix.{group}.{axis}=[{','.join(values)}]" for group, axes in TINY_MATRIX.items()
           for axis, values in axes.items()]]
 

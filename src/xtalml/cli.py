@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", type=Path, default=Path("generated"), help="folder for the CIFs (default: generated)")
     g.add_argument("--format", choices=("table", "json", "csv"), default="table")
     g.add_argument("--models", type=Path, default=Path("models"), help="folder that `dvc repro` wrote (default: models)")
+    g.add_argument("--templates", type=Path, default=Path("data/templates/library.parquet"),
+                   help="the template library of known structures (default: the templates stage's)")
+    g.add_argument("--references", type=Path, default=Path("data/references/references.parquet"),
+                   help="elemental reference energies for formation energies (default: the references stage's)")
+    g.add_argument("--png", action="store_true", help="also write a ball-and-stick picture (PNG) beside each CIF")
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="a running Dask scheduler (default: generate.scheduler, else a local cluster)")
     g.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
@@ -210,10 +215,27 @@ def _generate(args) -> int:
     if lattice is None:
         print(f"xtalml generate: {lattice_path} is missing (`dvc repro lattice`): PyXtal's own cell shapes are used",
               file=sys.stderr)
+    library = None
+    if args.templates.exists():
+        import pandas as pd
+
+        library = pd.read_parquet(args.templates)
+    else:
+        print(f"xtalml generate: {args.templates} is missing (`dvc repro templates`): PyXtal candidates only",
+              file=sys.stderr)
+    references = {}
+    if args.references.exists():
+        import pandas as pd
+
+        references = pd.read_parquet(args.references).set_index("element").to_dict("index")
+    else:
+        print(f"xtalml generate: {args.references} is missing (`dvc repro references`): no formation energies",
+              file=sys.stderr)
     answer = {"structures": [], "errors": {}}
     if formulas:
         with dask_client(args.scheduler or cfg.get("scheduler"), args.workers or cfg.get("n_workers")) as client:
-            answer = generate_structures(formulas, predictor, lattice, settings, client, args.out)
+            answer = generate_structures(formulas, predictor, lattice, settings, client, args.out, library, references,
+                                         pictures=args.png)
     answer["errors"] = {shorten(k, 200): v for k, v in (errors | answer["errors"]).items()}
     if args.format == "json":
         print(json.dumps(answer, indent=2))
@@ -221,8 +243,8 @@ def _generate(args) -> int:
         import pandas as pd
 
         rows = [{"input": s["input"], **c} for s in answer["structures"] for c in s["candidates"]]
-        columns = ["input", "rank", "space_group_number", "energy_per_atom", "volume_per_atom", "predicted_space_group",
-                   "p_group", "formula_units", "atoms", "cif"]
+        columns = ["input", "rank", "space_group_number", "energy_per_atom", "formation_energy_per_atom",
+                   "volume_per_atom", "source", "prototype", "known", "p_group", "atoms", "cif"]
         table = pd.DataFrame(rows, columns=columns)
         if len(table):
             print(table.to_csv(index=False) if args.format == "csv" else table.to_string(index=False), end="\n")

@@ -41,7 +41,7 @@ def dvc_plot_definitions(params: dict[str, Any]) -> list[dict[str, Any]]:
     if "generate" in params:
         plots.append({"CSP benchmark: match rate against candidates per formula": {
             "x": "candidates", "y": {"plots/generate/match_curve.csv": list(params["generate"]["arms"])},
-            "x_label": "candidates per formula", "y_label": "true structure found (CDVAE tolerances)"}})
+            "x_label": "candidates per formula", "y_label": "true structure found (CSPBench tolerances)"}})
     return plots
 
 

@@ -122,7 +122,7 @@ def match_curve_figure(curves: Mapping[str, Sequence[float]], path: Path, dpi: i
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for arm, rates in curves.items():
         ax.plot(range(1, len(rates) + 1), rates, marker="o", ms=3, label=arm)
-    ax.set(xlabel="candidates per formula", ylabel="match rate (CDVAE tolerances)", ylim=(0, 1),
+    ax.set(xlabel="candidates per formula", ylabel="match rate (CSPBench tolerances)", ylim=(0, 1),
            title="Structure found among the first k candidates")
     ax.legend(fontsize=8)
     return _save(fig, path, dpi)

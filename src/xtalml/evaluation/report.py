@@ -621,20 +621,52 @@ def lattice_parameters_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CSP_ARMS = ("ours", "random", "oracle", "templates_only", "pyxtal_prior", "unrelaxed")
+
+
 def csp_tables(summary: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per arm, match rates by atoms in the primitive cell) of the CSP benchmark."""
-    arms = [a for a in ("ours", "random", "oracle", "unrelaxed") if a in summary]
-    per_arm = pd.DataFrame([{"arm": a, "formulas": summary[a]["formulas"], "top-1": summary[a]["top1_cdvae"],
-                             "top-5": summary[a]["top5_cdvae"], "any": summary[a]["any_cdvae"],
-                             "top-5 (pymatgen defaults)": summary[a]["top5_default"],
-                             "top-ranked group right": summary[a]["top1_space_group"],
+    """(one row per arm, rates by atoms in the primitive cell) of the CSP benchmark."""
+    arms = [a for a in CSP_ARMS if a in summary]
+
+    def with_interval(arm: str, key: str) -> str:
+        low, high = summary[arm][f"{key}_interval"]
+        return f"{summary[arm][key]:.3f} ({low:.2f}–{high:.2f})"
+
+    per_arm = pd.DataFrame([{"arm": a, "formulas": summary[a]["formulas"],
+                             "top-1 match (95 % interval)": with_interval(a, "top1_cspbench"),
+                             "top-5 match (95 % interval)": with_interval(a, "top5_cspbench"),
+                             "top-1 space group": summary[a]["top1_space_group"],
+                             "top-5 space group": summary[a]["top5_space_group"],
+                             "top-5 (CDVAE tol.)": summary[a]["top5_cdvae"],
+                             "first from a template": summary[a]["ranked_first_template"],
+                             "formation energy of match / true (eV/atom)": (
+                                 f"{summary[a]['matched_formation_energy']:.3f} / {summary[a]['true_formation_energy']:.3f}"
+                                 if summary[a].get("matched_formation_energy") is not None else None),
                              "volume error of match": summary[a]["matched_volume_error"],
-                             "candidate s / formula": summary[a]["candidate_seconds_per_formula"]} for a in arms])
+                             "candidate s / formula": round(summary[a]["candidate_seconds_per_formula"], 1)} for a in arms])
     bins = sorted({b for a in arms for b in summary[a]["by_atoms"]}, key=lambda b: int(b.split("-")[0]))
     by_atoms = pd.DataFrame([{"atoms (primitive)": b, "formulas": summary[arms[0]]["by_atoms"].get(b, {}).get("formulas", 0),
-                              **{f"{a} top-5": summary[a]["by_atoms"].get(b, {}).get("top5_cdvae") for a in arms}}
+                              **{f"{a} {k}": summary[a]["by_atoms"].get(b, {}).get(key) for a in arms
+                                 for k, key in (("top-1", "top1_cspbench"), ("top-5", "top5_cspbench"))}}
                              for b in bins])
     return per_arm, by_atoms
+
+
+def _csp_pictures(ctx: ReportContext, pictures: list[Mapping[str, str]]) -> list[str]:
+    """The generate stage's pictures (true structure beside our top-ranked candidate), copied beside the figures."""
+    import shutil
+
+    md = ["The true structure beside our top-ranked candidate, for formulas taken in turn from each atom bin "
+          "(ball and stick, the conventional cell):", ""]
+    for picture in pictures:
+        source = ctx.inputs.generate / "pictures" / Path(picture["path"]).name
+        if not source.exists():
+            continue
+        target = ctx.figures / f"csp_{source.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        md += [ctx.image(picture["formula"], target), "", f"*{picture['caption']}*", ""]
+    return md if len(md) > 2 else []
 
 
 def structure_sections(ctx: ReportContext) -> list[str]:
@@ -653,14 +685,24 @@ def structure_sections(ctx: ReportContext) -> list[str]:
     if summary:
         per_arm, by_atoms = csp_tables(summary)
         path = figures.match_curve_figure(
-            {a: summary[a]["curve_any_cdvae"] for a in per_arm["arm"]}, ctx.figures / "csp_match_curve.png", ctx.dpi)
+            {a: summary[a]["curve_any_cspbench"] for a in per_arm["arm"]}, ctx.figures / "csp_match_curve.png", ctx.dpi)
+        first = summary[per_arm["arm"].iloc[0]]
         md += ["## From formula to structure (CSP benchmark)", "",
-               "Held-out ordered test structures searched with the same candidate budget per formula by four arms: "
-               "ours (the space-group champion's most probable groups, the lattice model's cell at the predicted volume, "
-               "relaxed with CHGNet, ranked by energy), random search (groups drawn from the training frequencies), the "
-               "oracle (the true group: the search's ceiling) and CRYSPNet's way (ours unrelaxed, ranked by the group's "
-               "probability). A match is pymatgen's StructureMatcher with CDVAE's tolerances (ltol 0.3, stol 0.5, "
-               "angle 10°) unless named otherwise.", "", markdown_table(per_arm), "",
-               "Top-5 match rate by atoms in the primitive cell:", "", markdown_table(by_atoms), "",
-               ctx.image("CSP match rate against candidates", path), ""]
+               "Held-out ordered test structures, each searched with the same budget of relaxed candidates per formula "
+               "by every arm: ours (known structures of the formula's anonymous formula as templates, the formula's "
+               "elements on the sites of the nearest member, ranked with the space-group champion's probabilities; "
+               "PyXtal structures in the champion's groups with Wyckoff positions drawn from Materials Project "
+               "frequencies for the rest), random search (PyXtal in groups drawn from the training frequencies) and "
+               "the oracle (templates and PyXtal in the true group). Every candidate is scaled to the predicted volume, "
+               "relaxed with CHGNet (a short relaxation) and ranked by energy per atom minus `generate.search.score_weight` "
+               "times its template score (energy alone reranks templates poorly, measured on validation formulas); "
+               "never a template of the target's own formula. Formation energies are against the `references` "
+               "stage's elemental structures; the true structure is relaxed the same way. A match is "
+               "CSPBench's (StructureMatcher ltol 0.2, stol 0.3, angle 5°, both structures symmetrised at symprec "
+               "0.1); the space group is the relaxed candidate's at symprec 0.1. "
+               f"Template coverage: {first['has_template']:.3f} of the formulas have a template of their anonymous "
+               f"formula, {first['has_template_in_true_group']:.3f} one in their true group.", "",
+               markdown_table(per_arm), "", "Match rates by atoms in the primitive cell:", "", markdown_table(by_atoms),
+               "", ctx.image("CSP match rate against candidates", path), ""]
+        md += _csp_pictures(ctx, summary.get("pictures", []))
     return md

@@ -13,8 +13,23 @@ import pandas as pd
 from xtalml.structures.candidates import CandidateError, formula_counts
 from xtalml.structures.lattice_task import formula_units
 
-# StructureMatcher tolerances: pymatgen's defaults, and those CDVAE and DiffCSP report for CSP
-TOLERANCES = {"default": {}, "cdvae": {"ltol": 0.3, "stol": 0.5, "angle_tol": 10}}
+# StructureMatcher tolerances: pymatgen's defaults, those CDVAE and DiffCSP report for CSP, and CSPBench's (which
+# compares both structures symmetrised, symprec 0.1)
+TOLERANCES = {"default": {}, "cdvae": {"ltol": 0.3, "stol": 0.5, "angle_tol": 10},
+              "cspbench": {"ltol": 0.2, "stol": 0.3, "angle_tol": 5}}
+SYMMETRISED = {"cspbench"}
+
+
+def symmetrised(structure, symprec: float = 0.1):
+    """The refined (symmetrised) conventional structure spglib finds at symprec, or the structure where it finds none."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return SpacegroupAnalyzer(structure, symprec=symprec).get_refined_structure()
+    except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell: compare it as it is
+        return structure
 
 
 def atom_bin(atoms: int, upper_bounds: Sequence[int]) -> str | None:
@@ -80,14 +95,19 @@ def benchmark_structures(source_dir: Path, split_file: Path, atom_bins: Sequence
     return pd.DataFrame(chosen), structures
 
 
-def match_flags(structure, truth) -> dict[str, bool]:
-    """Whether a candidate matches the true structure under each tolerance set."""
+def match_flags(structure, truth, truth_symmetrised=None) -> dict[str, bool]:
+    """Whether a candidate matches the true structure under each tolerance set (CSPBench's on both symmetrised)."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     out = {}
+    refined = None
     for name, tol in TOLERANCES.items():
+        a, b = structure, truth
+        if name in SYMMETRISED:
+            refined = symmetrised(structure) if refined is None else refined
+            a, b = refined, truth_symmetrised if truth_symmetrised is not None else symmetrised(truth)
         try:
-            out[name] = bool(StructureMatcher(**tol).fit(structure, truth))
+            out[name] = bool(StructureMatcher(**tol).fit(a, b))
         except Exception:  # noqa: BLE001 - a collapsed candidate matches nothing
             out[name] = False
     return out
@@ -100,7 +120,9 @@ def score_arm(ranked: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str
     from pymatgen.core import Structure
 
     made = {r["index"]: r["structure"] for r in results if r.get("structure") is not None}
-    flags = {i: match_flags(Structure.from_dict(st) if isinstance(st, dict) else st, truth) for i, st in made.items()}
+    truth_refined = symmetrised(truth)
+    flags = {i: match_flags(Structure.from_dict(st) if isinstance(st, dict) else st, truth, truth_refined)
+             for i, st in made.items()}
     ranked_flags = [flags[c["index"]] for c in ranked]
     out: dict[str, Any] = {"candidates_made": len(made),
                            "candidate_seconds": float(sum(r.get("seconds", 0.0) for r in results))}
@@ -109,28 +131,50 @@ def score_arm(ranked: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str
         out[f"top5_{name}"] = any(f[name] for f in ranked_flags[:5])
         out[f"any_{name}"] = any(f[name] for f in ranked_flags)
     out["top1_space_group"] = bool(ranked and ranked[0]["space_group_number"] == true_group)
-    matched = [c for c, f in zip(ranked, ranked_flags) if f["cdvae"]]
+    out["top5_space_group"] = any(c["space_group_number"] == true_group for c in ranked[:5])
+    out["ranked_first_from"] = ranked[0].get("source") if ranked else None
+    matched = [c for c, f in zip(ranked, ranked_flags) if f["cspbench"]]
     out["matched_volume_error"] = abs(matched[0]["volume_per_atom"] / true_volume - 1) if matched else None
-    hit = [flags.get(i, {}).get("cdvae", False) for i in range(budget)]  # the budget curve: prefixes of the plan
+    out["matched_rank"] = matched[0]["rank"] if matched else None  # the best-ranked candidate that matches
+    hit = [flags.get(i, {}).get("cspbench", False) for i in range(budget)]  # the budget curve: prefixes of the plan
     out["curve"] = [any(hit[:k]) for k in range(1, budget + 1)]
     return out
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate of hits among n formulas."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+BY_ATOMS = ("top1_cspbench", "top5_cspbench", "top1_space_group", "top5_space_group", "top5_cdvae")
+
+
 def summarise(per_formula: pd.DataFrame) -> dict[str, Any]:
-    """Per arm: match rates (all formulas, and by atoms in the primitive cell), space-group hits, volume error,
-    seconds per formula."""
+    """Per arm: match rates (all formulas, with a 95 % interval over formulas for the CSPBench ones, and by atoms in
+    the primitive cell), space-group success, template coverage, volume error, seconds per formula."""
     out: dict[str, Any] = {}
-    rates = [c for c in per_formula.columns if c.startswith(("top1_", "top5_", "any_"))]
+    rates = [c for c in per_formula.columns if c.startswith(("top1_", "top5_", "any_", "has_template"))
+             and per_formula[c].dtype != object]
     for arm, rows in per_formula.groupby("arm", sort=False):
         entry = {"formulas": int(len(rows)), **{c: float(rows[c].mean()) for c in rates}}
+        for key in ("top1_cspbench", "top5_cspbench"):
+            entry[f"{key}_interval"] = wilson_interval(int(rows[key].sum()), len(rows))
         errors = rows["matched_volume_error"].dropna()
         entry["matched_volume_error"] = float(errors.mean()) if len(errors) else None
+        both = rows[["matched_formation_energy", "true_formation_energy"]].dropna() if "true_formation_energy" in rows else []
+        entry["matched_formation_energy"] = float(both["matched_formation_energy"].mean()) if len(both) else None
+        entry["true_formation_energy"] = float(both["true_formation_energy"].mean()) if len(both) else None
+        entry["formation_energy_difference"] = (float((both["matched_formation_energy"] - both["true_formation_energy"])
+                                                      .abs().mean()) if len(both) else None)
         entry["candidate_seconds_per_formula"] = float(rows["candidate_seconds"].mean())
-        small = rows[rows["atoms_primitive"] <= 8]
-        entry["top5_cdvae_up_to_8_atoms"] = float(small["top5_cdvae"].mean()) if len(small) else None
-        entry["by_atoms"] = {b: {"formulas": int(len(g)), "top1_cdvae": float(g["top1_cdvae"].mean()),
-                                 "top5_cdvae": float(g["top5_cdvae"].mean()), "any_cdvae": float(g["any_cdvae"].mean())}
+        entry["ranked_first_template"] = float((rows["ranked_first_from"] == "template").mean())
+        entry["by_atoms"] = {b: {"formulas": int(len(g)), **{k: float(g[k].mean()) for k in BY_ATOMS}}
                              for b, g in rows.groupby("atom_bin", sort=True)}
-        entry["curve_any_cdvae"] = np.mean(np.stack(rows["curve"].to_numpy()), axis=0).round(4).tolist()
+        entry["curve_any_cspbench"] = np.mean(np.stack(rows["curve"].to_numpy()), axis=0).round(4).tolist()
         out[arm] = entry
     return out

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import time
 import warnings
 from typing import Any, Mapping
 
 _CALCULATOR: dict[str, Any] = {}
+# what a candidate's result carries from its spec: which formula and arm, where it came from, how it was scored
+CARRIED = ("input", "arm", "index", "source", "group", "units", "p_group", "score", "template_id", "prototype", "member",
+           "known")
 
 
 def _calculator():
@@ -28,9 +32,10 @@ def _calculator():
 
 
 def random_structure(group: int, species: list[str], counts: list[int], volume: float, cell: Mapping[str, float] | None,
-                     seed: int, attempts: int = 3):
+                     seed: int, attempts: int = 3, sites: list[list[str]] | None = None):
     """A PyXtal random crystal in the group with these atom counts (conventional cell), lattice scaled to `volume`;
-    with `cell` (a, b, c, alpha, beta, gamma) its shape is used when PyXtal can place the atoms in it."""
+    with `cell` (a, b, c, alpha, beta, gamma) its shape is used when PyXtal can place the atoms in it; with `sites`
+    (Wyckoff labels per species) the first attempt puts the atoms there."""
     from pyxtal import pyxtal
     from pyxtal.lattice import Lattice
 
@@ -50,7 +55,8 @@ def random_structure(group: int, species: list[str], counts: list[int], volume: 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                crystal.from_random(3, group, species, counts, lattice=lattice, random_state=seed + attempt)
+                crystal.from_random(3, group, species, counts, lattice=lattice, random_state=seed + attempt,
+                                    sites=sites if attempt == 0 else None)
         except Exception:  # noqa: BLE001 - PyXtal raises several types when it cannot place atoms
             crystal = None
             continue
@@ -68,7 +74,7 @@ def random_structure(group: int, species: list[str], counts: list[int], volume: 
 
 
 def relax(structure, fmax: float, steps: int, time_limit_s: float,
-          fix_symmetry: bool = False) -> tuple[Any, float, int, bool]:
+          fix_symmetry: bool = False, fixed_cell: bool = False) -> tuple[Any, float, int, bool]:
     """(relaxed structure, energy per atom in eV, steps taken, converged) with FIRE on cell and positions
     (FrechetCellFilter), free to leave its space group unless fix_symmetry (ASE FixSymmetry); stops at `steps` or
     after time_limit_s."""
@@ -86,7 +92,7 @@ def relax(structure, fmax: float, steps: int, time_limit_s: float,
     start, taken, converged = time.perf_counter(), 0, False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
+        optimizer = FIRE(atoms if fixed_cell else FrechetCellFilter(atoms), logfile=None)
         for converged in optimizer.irun(fmax=fmax, steps=steps):
             taken += 1
             if converged or time.perf_counter() - start > time_limit_s:
@@ -100,16 +106,27 @@ def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Make (and unless spec['relax'] is false, relax) one candidate; a failure comes back as its reason, never raised."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    from xtalml.structures.templates import template_structure
+
     start = time.perf_counter()
-    out = {k: spec[k] for k in ("input", "arm", "index", "group", "units", "p_group")}
+    out = {k: spec.get(k) for k in CARRIED}
     try:
-        structure = random_structure(spec["group"], list(spec["species"]), [spec["units"] * c for c in spec["counts"]],
-                                     spec["volume_per_atom"] * spec["units"] * sum(spec["counts"]), spec.get("cell"),
-                                     int(spec["seed"]))
+        if spec.get("as_given"):  # a molecule in its box, or a benchmark's true structure: relaxed as it is
+            from pymatgen.core import Structure
+
+            structure = Structure.from_dict(json.loads(spec["template"]))
+        elif spec.get("template") is not None:
+            structure = template_structure({"structure": spec["template"], "mapping": spec["mapping"]},
+                                           spec["volume_per_atom"])
+        else:
+            structure = random_structure(spec["group"], list(spec["species"]),
+                                         [spec["units"] * c for c in spec["counts"]],
+                                         spec["volume_per_atom"] * spec["units"] * sum(spec["counts"]), spec.get("cell"),
+                                         int(spec["seed"]), sites=spec.get("sites"))
         energy, steps, converged = None, 0, None
         if spec.get("relax", True):
             structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"],
-                                                        spec.get("fix_symmetry", False))
+                                                        spec.get("fix_symmetry", False), bool(spec.get("fixed_cell")))
         try:
             found = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()
         except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell

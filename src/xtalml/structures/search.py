@@ -3,10 +3,11 @@ relaxed as Dask tasks, duplicates merged, ranked by energy per atom; CIFs writte
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -16,19 +17,29 @@ from xtalml.cif.symmetry import space_group_info
 from xtalml.progress import progress
 from xtalml.structures.candidates import (CandidateError, formula_counts, plan_candidates, random_groups, top_groups)
 from xtalml.structures.lattice import cell_parameters
+from xtalml.structures.relax import CARRIED
+from xtalml.structures.wyckoff_prior import prior_sites
 
-ARMS = ("ours", "random", "oracle", "unrelaxed")
+# ours: templates ranked with the space-group model, then PyXtal in the model's groups (Wyckoff prior); random: PyXtal in
+# groups drawn from the training frequencies; oracle: templates and PyXtal in the true group; templates_only: templates
+# ranked without the space-group model; pyxtal_prior: PyXtal in the model's groups, uniform Wyckoff positions (the
+# search before templates); unrelaxed: ours, not relaxed, ranked by score (CRYSPNet's way)
+ARMS = ("ours", "random", "oracle", "templates_only", "pyxtal_prior", "unrelaxed")
 
 
 @dataclass
 class SearchSettings:
-    """The generate section of params.yaml: candidate budget, groups tried, relaxation and time limits."""
+    """The generate section of params.yaml: candidate budget, groups tried, template scoring, relaxation, time limits."""
 
     candidates: int = 10
     probability_mass: float = 0.9
     top_k: int = 10
     max_atoms: int = 40
     units_per_group: int = 2
+    templates: int = 10        # at most this many of the candidates are templates; PyXtal fills the rest
+    template_weights: dict = field(default_factory=lambda: {"space_group": 1.0, "substitution": 1.0, "members": 0.0})
+    wyckoff_prior: bool = True  # PyXtal candidates take Wyckoff positions drawn from Materials Project frequencies
+    score_weight: float = 0.1   # relaxed candidates rank by energy per atom (eV) - score_weight x their score
     fmax: float = 0.1
     fix_symmetry: bool = False
     steps: int = 200
@@ -62,89 +73,172 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         yield client
 
 
+def group_probabilities(proba: np.ndarray | None, classes: Sequence[str] | None) -> dict[int, float]:
+    """{space-group number: the model's probability} ('other' and other merged classes left out)."""
+    if proba is None or classes is None:
+        return {}
+    return {int(c): float(p) for p, c in zip(proba, classes) if str(c).isdigit()}
+
+
+PYXTAL_DISTANCE = 2.0  # a random structure scores as a template whose substitution is this far (a poor one)
+
+
+def template_score(option: Mapping[str, Any], p_group: float, weights: Mapping[str, float]) -> float:
+    """How promising a template is for a formula: w_sg log p(its group) - w_sub (element distance of the substitution)
+    + w_members log(members)."""
+    return (float(weights.get("space_group", 0.0)) * float(np.log(max(p_group, 1e-4)))
+            - float(weights.get("substitution", 0.0)) * float(option["distance"])
+            + float(weights.get("members", 0.0)) * float(np.log(option["members"])))
+
+
+def ranked_templates(options: Sequence[Mapping[str, Any]], groups: Mapping[int, float],
+                     weights: Mapping[str, float], only_group: int | None = None) -> list[dict[str, Any]]:
+    """Template options with their group's probability and score, best first (only those of only_group, if given)."""
+    out = []
+    for option in options:
+        if only_group is not None and option["space_group"] != only_group:
+            continue
+        p = groups.get(option["space_group"], 0.0)
+        out.append({**option, "p_group": p, "score": template_score(option, p, weights)})
+    out.sort(key=lambda o: (-o["score"], o["distance"], o["template_id"]))
+    return out
+
+
 def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_per_atom: float,
                     proba: np.ndarray | None = None, classes: Sequence[str] | None = None,
                     frequencies: Mapping[int, float] | None = None, true_group: int | None = None,
-                    lattice_of: Any = None) -> list[dict[str, Any]]:
-    """The candidates one arm tries for one formula (CandidateError when it cannot try any).
-
-    ours and unrelaxed: the model's most probable groups, budget shared by probability; random: groups drawn from
-    the training frequencies; oracle: the true group. lattice_of(bravais_lattice) gives the free cell parameters.
-    """
+                    lattice_of: Any = None, templates: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The candidates one arm tries for one formula (CandidateError when it cannot try any): first templates
+    (template_options of the formula, best first), then PyXtal structures for the rest of the budget.
+    lattice_of(bravais_lattice) gives a PyXtal candidate's free cell parameters."""
     if not np.isfinite(volume_per_atom) or volume_per_atom <= 0:
         raise CandidateError(f"formula {formula!r}: no volume per atom predicted")
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
     species, counts = formula_counts(formula, settings.max_atoms)
     rng = np.random.default_rng([settings.seed, ARMS.index(arm), sum(map(ord, formula))])
-    if arm in ("ours", "unrelaxed"):
-        weights = top_groups(proba, classes, settings.probability_mass, settings.top_k)
-        if not weights:
-            raise CandidateError(f"formula {formula!r}: the space-group model gives no numbered group")
-        plan = plan_candidates(counts, weights, settings.candidates, settings.max_atoms, settings.units_per_group)
-    elif arm == "oracle":
-        weights = {int(true_group): 1.0}
-        plan = plan_candidates(counts, weights, settings.candidates, settings.max_atoms, settings.units_per_group)
-    elif arm == "random":
-        weights = {}
-        plan = random_groups(dict(frequencies), counts, settings.candidates, settings.max_atoms, rng,
-                             settings.units_per_group)
-    else:
-        raise ValueError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    groups = group_probabilities(proba, classes)
+    weights = dict(settings.template_weights)
+    chosen: list[dict[str, Any]] = []
+    if arm in ("ours", "unrelaxed", "templates_only", "oracle"):
+        if arm == "templates_only":
+            weights["space_group"] = 0.0
+        only = int(true_group) if arm == "oracle" else None
+        chosen = ranked_templates(templates, {only: 1.0} if arm == "oracle" else groups, weights, only)
+        chosen = chosen[:min(settings.templates, settings.candidates)]
+    pyxtal_budget = settings.candidates - len(chosen)
+    plan: list[tuple[int, int]] = []
+    weights_pyxtal: dict[int, float] = {}
+    if pyxtal_budget > 0:
+        if arm == "random":
+            plan = random_groups(dict(frequencies), counts, pyxtal_budget, settings.max_atoms, rng,
+                                 settings.units_per_group)
+        else:
+            weights_pyxtal = ({int(true_group): 1.0} if arm == "oracle"
+                              else top_groups(proba, classes, settings.probability_mass, settings.top_k))
+            if not weights_pyxtal:
+                raise CandidateError(f"formula {formula!r}: the space-group model gives no numbered group")
+            try:
+                plan = plan_candidates(counts, weights_pyxtal, pyxtal_budget, settings.max_atoms,
+                                       settings.units_per_group)
+            except CandidateError:
+                if not chosen:
+                    raise
+    common = {"input": formula, "arm": arm, "species": species, "counts": counts, "volume_per_atom": float(volume_per_atom),
+              "relax": arm != "unrelaxed", "fmax": settings.fmax, "steps": settings.steps,
+              "time_limit_s": settings.candidate_time_limit_s, "fix_symmetry": settings.fix_symmetry}
     specs = []
-    for index, (group, units) in enumerate(plan):
+    for option in chosen:
+        specs.append({**common, "index": len(specs), "source": "template", "group": option["space_group"],
+                      "units": None, "p_group": option["p_group"], "score": option["score"],
+                      "template_id": option["template_id"], "prototype": option["prototype"],
+                      "member": option["member"], "known": option["known"], "template": option["structure"],
+                      "mapping": option["mapping"], "cell": None, "sites": None, "seed": int(rng.integers(0, 2**31 - 1))})
+    prior = settings.wyckoff_prior and arm in ("ours", "oracle", "unrelaxed")
+    for group, units in plan:
         volume = volume_per_atom * units * sum(counts)
         cell = None
         if lattice_of is not None and arm != "random":
             bravais = space_group_info(group)[2]
             cell = cell_parameters(bravais, lattice_of(bravais), volume)
-        specs.append({"input": formula, "arm": arm, "index": index, "group": group, "units": units,
-                      "p_group": float(weights.get(group, 0.0)), "species": species, "counts": counts,
-                      "volume_per_atom": float(volume_per_atom), "cell": cell,
-                      "seed": int(rng.integers(0, 2**31 - 1)), "relax": arm != "unrelaxed", "fmax": settings.fmax,
-                      "steps": settings.steps, "time_limit_s": settings.candidate_time_limit_s,
-                      "fix_symmetry": settings.fix_symmetry})
+        p = float(weights_pyxtal.get(group, groups.get(group, 0.0)))
+        specs.append({**common, "index": len(specs), "source": "pyxtal", "group": group, "units": units, "p_group": p,
+                      "score": template_score({"distance": PYXTAL_DISTANCE, "members": 1}, p, weights),
+                      "template_id": None, "prototype": None, "member": None,
+                      "known": False, "template": None, "mapping": None, "cell": cell,
+                      "sites": prior_sites(group, [units * c for c in counts], rng) if prior else None,
+                      "seed": int(rng.integers(0, 2**31 - 1))})
     return specs
 
 
 def _failed(spec: Mapping[str, Any], reason: str) -> dict[str, Any]:
-    return {**{k: spec[k] for k in ("input", "arm", "index", "group", "units", "p_group")},
+    return {**{k: spec[k] for k in CARRIED},
             "structure": None, "energy_per_atom": None, "seconds": 0.0, "error": reason}
 
 
+def relaxation_key(spec: Mapping[str, Any]) -> str | None:
+    """What determines a template candidate's relaxation (no random draw is involved): arms that try the same
+    template with the same elements share one relaxation; None for a PyXtal candidate (its own random structure)."""
+    if spec.get("template") is None or spec.get("as_given"):
+        return None
+    fields = ("input", "template", "mapping", "volume_per_atom", "relax", "fmax", "steps", "time_limit_s",
+              "fix_symmetry", "fixed_cell")
+    return json.dumps([spec.get(k) for k in fields], sort_keys=True, default=str)
+
+
 def run_specs(client, specs: Sequence[Mapping[str, Any]], formula_time_limit_s: float) -> list[dict[str, Any]]:
-    """Run every candidate as a Dask task; a formula whose candidates have used formula_time_limit_s seconds in all
-    has its remaining candidates cancelled (each comes back with that reason)."""
+    """Run every candidate as a Dask task, one task per distinct relaxation (relaxation_key); a formula and arm whose
+    candidates have used formula_time_limit_s seconds in all has its remaining candidates cancelled (each comes back
+    with that reason). A shared relaxation counts its seconds for every arm that asked for it."""
     from distributed import as_completed
 
     from xtalml.structures.relax import run_candidate
 
-    futures = client.map(run_candidate, list(specs), pure=False)
-    owner = {f.key: s for f, s in zip(futures, specs)}
-    spent: dict[str, float] = {}
+    unique: dict[str, int] = {}  # relaxation key -> position among the tasks
+    task_of, tasks = [], []
+    for spec in specs:
+        key = relaxation_key(spec)
+        if key is None or key not in unique:
+            if key is not None:
+                unique[key] = len(tasks)
+            tasks.append(spec)
+        task_of.append(len(tasks) - 1 if key is None else unique[key])
+    futures = client.map(run_candidate, tasks, pure=False)
+    owners: dict[str, list[Mapping[str, Any]]] = {}
+    for spec, t in zip(specs, task_of):
+        owners.setdefault(futures[t].key, []).append(spec)
+    spent: dict[tuple, float] = {}
     results: dict[str, dict] = {}
     for future in progress(as_completed(futures), total=len(futures), desc="candidates", unit="structure"):
-        spec = owner[future.key]
         if future.cancelled():
             continue
         try:
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the candidate crashed its worker every time
-            result = _failed(spec, f"{type(exc).__name__}: {exc}")
+            result = _failed(owners[future.key][0], f"{type(exc).__name__}: {exc}")
         results[future.key] = result
-        key = (spec["input"], spec["arm"])
-        spent[key] = spent.get(key, 0.0) + result["seconds"]
-        if spent[key] > formula_time_limit_s:
-            for other, other_spec in zip(futures, specs):
-                if (other_spec["input"], other_spec["arm"]) == key and other.key not in results:
+        for spec in owners[future.key]:
+            key = (spec["input"], spec["arm"])
+            spent[key] = spent.get(key, 0.0) + result["seconds"]
+        over = {k for k, s in spent.items() if s > formula_time_limit_s}
+        if over:
+            for other in futures:
+                if other.key not in results and all((s["input"], s["arm"]) in over for s in owners[other.key]):
                     other.cancel()
     out = []
-    for future, spec in zip(futures, specs):
-        out.append(results.get(future.key) or _failed(spec, f"time limit per formula ({formula_time_limit_s:g} s) reached"))
+    for spec, t in zip(specs, task_of):
+        result = results.get(futures[t].key)
+        if result is None:
+            out.append(_failed(spec, f"time limit per formula ({formula_time_limit_s:g} s) reached"))
+        else:
+            out.append({**result, **{k: spec.get(k) for k in CARRIED}})
     return out
 
 
-def rank_candidates(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Successful candidates of one formula and arm, duplicates merged (pymatgen StructureMatcher, the lowest energy
-    kept), by energy per atom; unrelaxed candidates by their group's probability."""
+def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 0.0) -> list[dict[str, Any]]:
+    """Successful candidates of one formula and arm, duplicates merged (pymatgen StructureMatcher, the better ranked
+    kept), by energy per atom - score_weight x score (energy alone reranks templates poorly); unrelaxed candidates by
+    their score (template score, or their group's probability)."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
@@ -152,7 +246,8 @@ def rank_candidates(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     for r in good:
         r["structure"] = Structure.from_dict(r["structure"]) if isinstance(r["structure"], dict) else r["structure"]
     relaxed = all(r.get("energy_per_atom") is not None for r in good)
-    key = (lambda r: (r["energy_per_atom"], r["index"])) if relaxed else (lambda r: (-r["p_group"], r["index"]))
+    key = ((lambda r: (r["energy_per_atom"] - score_weight * r["score"], r["index"])) if relaxed
+           else (lambda r: (-r["score"], r["index"])))
     good.sort(key=key)
     matcher, kept = StructureMatcher(), []
     for r in good:
@@ -171,19 +266,32 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "formula"
 
 
+def provenance(candidate: Mapping[str, Any]) -> str:
+    """Where a candidate came from: its template (id, prototype, the member substituted) or PyXtal."""
+    if candidate.get("source") == "template":
+        return f"template {candidate['template_id']} {candidate['prototype']}, substituted from {candidate['member']}"
+    return f"pyxtal random structure, Z = {candidate['units']}"
+
+
 def write_cif(candidate: Mapping[str, Any], folder: Path) -> Path:
-    """One CIF per kept candidate; comment lines carry the predicted group and its probability, the relaxed group
-    (spglib), the energy per atom and the rank."""
+    """One CIF per kept candidate; comment lines carry where it came from, its group and the model's probability of
+    it, the relaxed group (spglib), the energy per atom and the rank."""
     from pymatgen.io.cif import CifWriter
 
     folder.mkdir(parents=True, exist_ok=True)
     structure = candidate["structure"]
     path = folder / f"{candidate['rank']:02d}_{_safe(structure.composition.reduced_formula)}_sg{candidate['space_group_number']}.cif"
     energy = candidate.get("energy_per_atom")
+    formation = candidate.get("formation_energy_per_atom")
+    refs = ", ".join(f"{el}: {proto}" for el, proto in (candidate.get("references") or {}).items())
+    formation_line = (f"# formation energy per atom {formation:.4f} eV against the elemental references ({refs})"
+                      if formation is not None else f"# formation energy: {candidate.get('formation_energy_error')}")
     comments = [f"# xtalml generate: input {candidate['input']}, arm {candidate['arm']}, rank {candidate['rank']}",
-                f"# predicted space group {candidate['group']} (p = {candidate['p_group']:.4f}), Z = {candidate['units']}",
+                f"# from {provenance(candidate)}" + (" (a known structure of this formula)" if candidate.get("known") else ""),
+                f"# start space group {candidate['group']} (p = {candidate['p_group']:.4f} by the space-group model)",
                 f"# relaxed space group {candidate['space_group_number']} (spglib, symprec 0.1)",
-                f"# energy per atom {'not relaxed' if energy is None else f'{energy:.5f} eV (CHGNet 0.3.0)'}"]
+                f"# energy per atom {'not relaxed' if energy is None else f'{energy:.5f} eV (CHGNet 0.3.0)'}",
+                formation_line]
     try:
         body = str(CifWriter(structure, symprec=0.1))
     except Exception:  # noqa: BLE001 - symmetrising can fail on a distorted cell; P1 then
@@ -192,13 +300,35 @@ def write_cif(candidate: Mapping[str, Any], folder: Path) -> Path:
     return path
 
 
+def candidate_picture(candidate: Mapping[str, Any], path: Path) -> Path:
+    """A ball-and-stick PNG of a kept candidate's conventional cell, its group and source in the caption."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from xtalml.structures.pictures import structure_figure
+
+    structure = candidate["structure"]
+    try:
+        structure = SpacegroupAnalyzer(structure, symprec=0.1).get_conventional_standard_structure()
+    except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell: drawn as it is
+        pass
+    title = f"{structure.composition.reduced_formula}, rank {candidate['rank']}, space group {candidate['space_group_number']}"
+    return structure_figure([(structure, title)], f"from {provenance(candidate)}", path)
+
+
 def candidate_row(candidate: Mapping[str, Any], cif: Path | None) -> dict[str, Any]:
     """What `xtalml generate` prints of a kept candidate."""
     energy = candidate.get("energy_per_atom")
     return {"rank": candidate["rank"], "space_group_number": candidate["space_group_number"],
+            "source": candidate.get("source"), "template_id": candidate.get("template_id"),
+            "prototype": candidate.get("prototype"), "known": bool(candidate.get("known")),
             "predicted_space_group": candidate["group"], "p_group": round(float(candidate["p_group"]), 4),
+            "score": round(float(candidate["score"]), 4),
             "formula_units": candidate["units"], "atoms": len(candidate["structure"]),
             "energy_per_atom": None if energy is None else round(float(energy), 5),
+            "formation_energy_per_atom": (None if candidate.get("formation_energy_per_atom") is None
+                                          else round(float(candidate["formation_energy_per_atom"]), 4)),
+            **({"references": candidate["references"]} if candidate.get("references") else
+               {"formation_energy_error": candidate.get("formation_energy_error")}),
             "volume_per_atom": round(float(candidate["volume_per_atom"]), 3), "duplicates": candidate["duplicates"],
             "cif": None if cif is None else str(cif)}
 
@@ -229,10 +359,16 @@ def _failure_reason(results: Sequence[Mapping[str, Any]]) -> str:
 
 
 def generate_structures(formulas: Sequence[str], predictor, lattice_bundle: Mapping[str, Any] | None,
-                        settings: SearchSettings, client, out_dir: Path | None = None) -> dict[str, Any]:
-    """{"structures": [{"input", "candidates": [...]}], "errors": {input: reason}} for every formula, candidates from
-    the space-group model's groups, CIFs under out_dir/<input>/ when given."""
+                        settings: SearchSettings, client, out_dir: Path | None = None,
+                        library=None, references: Mapping[str, Mapping[str, Any]] | None = None,
+                        pictures: bool = False) -> dict[str, Any]:
+    """{"structures": [{"input", "candidates": [...]}], "errors": {input: reason}} for every formula: templates of the
+    library (known structures, a member of the formula's own included), then PyXtal in the space-group model's groups;
+    each with its formation energy per atom against `references` (xtalml.structures.references; a reason where an
+    element has none); CIFs (and with pictures, a PNG per CIF) under out_dir/<input>/ when given."""
+    from xtalml.structures.references import formation_energy
     from xtalml.predict import formula_estimates
+    from xtalml.structures.templates import template_options
 
     formulas = list(dict.fromkeys(formulas))
     estimates = formula_estimates(predictor, formulas)
@@ -243,9 +379,10 @@ def generate_structures(formulas: Sequence[str], predictor, lattice_bundle: Mapp
         if formula in errors:
             continue
         try:
+            options = template_options(formula, library) if library is not None else []
             specs += candidate_specs(formula, "ours", settings, volume_per_atom=float(estimates["volume_per_atom"][i]),
                                      proba=estimates["space_group_proba"][i], classes=estimates["space_group_classes"],
-                                     lattice_of=lattice_rows(i))
+                                     lattice_of=lattice_rows(i), templates=options)
         except CandidateError as exc:
             errors[formula] = str(exc)
     results = run_specs(client, specs, settings.formula_time_limit_s) if specs else []
@@ -254,11 +391,18 @@ def generate_structures(formulas: Sequence[str], predictor, lattice_bundle: Mapp
         if formula in errors:
             continue
         mine = [r for r in results if r["input"] == formula]
-        kept = rank_candidates(mine)
+        kept = rank_candidates(mine, settings.score_weight)
         if not kept:
             errors[formula] = _failure_reason(mine)
             continue
+        for c in kept:
+            c |= formation_energy(formula, c.get("energy_per_atom"), references or {})
         folder = None if out_dir is None else Path(out_dir) / _safe(formula)
-        rows = [candidate_row(c, None if folder is None else write_cif(c, folder)) for c in kept]
+        rows = []
+        for c in kept:
+            cif = None if folder is None else write_cif(c, folder)
+            rows.append(candidate_row(c, cif))
+            if pictures and cif is not None:
+                rows[-1]["png"] = str(candidate_picture(c, cif.with_suffix(".png")))
         structures.append({"input": formula, "candidates": rows})
     return {"structures": structures, "errors": errors}
