@@ -1,4 +1,4 @@
-"""Stage generate: the CSP benchmark. Held-out ordered AMCSD structures searched by each arm of generate.arms at the
+"""Stage generate: the CSP benchmark. Held-out ordered structures of generate.benchmark.source searched by each arm of generate.arms at the
 same candidate budget (ours: templates and PyXtal steered by the space-group model; random search; the oracle, in the
 true group), relaxed with CHGNet on Dask; never a template of the target's own formula."""
 
@@ -11,10 +11,10 @@ import pandas as pd
 
 from xtalml.champions import registered_champions
 from xtalml.config import load_params, section
+from xtalml.experiments import describe_experiment
 from xtalml.predict import load_predictor
 from xtalml.structures.csp import headline, run_benchmark, write_outputs
 from xtalml.tasks import DataDirs
-from xtalml.experiments import describe_experiment
 from xtalml.tracking import experiment_id, tracking_uri
 
 EXPERIMENT = "crystal_structure_prediction"

@@ -125,21 +125,22 @@ def benchmark_pictures(per_formula: pd.DataFrame, truths, folder: Path, arm: str
     candidate (both as conventional cells), the space groups and whether they match in the caption."""
     from pymatgen.core import Structure
 
-    from xtalml.structures.pictures import structure_figure
+    from xtalml.structures.pictures import conventional_cell, structure_figure
+    from xtalml.structures.relax import space_group_number
 
     rows = per_formula[(per_formula["arm"] == arm) & per_formula["first_structure"].notna()].reset_index()
     bins = [g for _, g in rows.groupby("atom_bin", sort=False)]
     order = [g.iloc[k] for k in range(max((len(g) for g in bins), default=0)) for g in bins if k < len(g)][:count]
     out = []
     for row in order:
-        truth = _conventional(truths[_truth_index(per_formula, row)])
-        ours = _conventional(Structure.from_dict(row["first_structure"]))
+        truth = conventional_cell(truths[_truth_index(per_formula, row)])
+        ours = conventional_cell(Structure.from_dict(row["first_structure"]))
         verdict = "matches" if row["top1_cspbench"] else "does not match"
         caption = (f"{row['reduced_formula']} ({row['atom_bin']} atoms): the true structure, space group {row['sg_number']}; "
                    f"the top-ranked candidate of arm {arm} (from {row['ranked_first_from']}) {verdict} it (CSPBench "
                    "tolerances)")
         path = structure_figure([(truth, f"true, space group {row['sg_number']}"),
-                                 (ours, f"{arm} rank 1, space group {_group(ours)}")], caption,
+                                 (ours, f"{arm} rank 1, space group {space_group_number(ours)}")], caption,
                                 folder / f"{_safe(row['reduced_formula'])}.png")
         out.append({"formula": row["formula"], "path": str(path), "caption": caption})
     return out
@@ -149,23 +150,6 @@ def _truth_index(per_formula: pd.DataFrame, row) -> int:
     """The position of a per-formula row's formula in the benchmark table (the order of `truths`)."""
     return list(dict.fromkeys(per_formula["formula"])).index(row["formula"])
 
-
-def _conventional(structure):
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    try:
-        return SpacegroupAnalyzer(structure, symprec=0.1).get_conventional_standard_structure()
-    except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell: drawn as it is
-        return structure
-
-
-def _group(structure) -> int | None:
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    try:
-        return SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()
-    except Exception:  # noqa: BLE001
-        return None
 
 
 HEADLINE_KEYS = ("formulas", "top1_cspbench", "top5_cspbench", "any_cspbench", "top1_cdvae", "top5_cdvae", "any_cdvae",

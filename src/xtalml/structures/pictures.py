@@ -11,6 +11,17 @@ import numpy as np
 BOND_TOLERANCE = 1.2  # a bond: two atoms closer than 1.2 x the sum of their covalent radii
 
 
+def conventional_cell(structure):
+    """The structure's conventional standard cell (spglib, symprec 0.1), as drawn; the structure itself where spglib
+    fails (a collapsed cell)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return SpacegroupAnalyzer(structure, symprec=0.1).get_conventional_standard_structure()
+    except Exception:  # noqa: BLE001 - spglib raises several types on a degenerate cell
+        return structure
+
+
 def _atoms_in_cell(structure) -> tuple[list[str], np.ndarray]:
     """Species and Cartesian positions of the sites and of their images on the cell's faces, edges and corners."""
     species, points = [], []

@@ -102,10 +102,18 @@ def relax(structure, fmax: float, steps: int, time_limit_s: float,
     return AseAtomsAdaptor().get_structure(atoms), energy, taken, bool(converged)
 
 
-def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Make (and unless spec['relax'] is false, relax) one candidate; a failure comes back as its reason, never raised."""
+def space_group_number(structure, symprec: float = 0.1) -> int | None:
+    """spglib's space group of a structure at symprec, None where spglib fails (a collapsed cell)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    try:
+        return int(SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_number())
+    except Exception:  # noqa: BLE001 - spglib raises several types on a degenerate cell
+        return None
+
+
+def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Make (and unless spec['relax'] is false, relax) one candidate; a failure comes back as its reason, never raised."""
     from xtalml.structures.templates import template_structure
 
     start = time.perf_counter()
@@ -127,12 +135,8 @@ def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
         if spec.get("relax", True):
             structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"],
                                                         spec.get("fix_symmetry", False), bool(spec.get("fixed_cell")))
-        try:
-            found = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()
-        except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell
-            found = None
         out |= {"structure": structure.as_dict(), "energy_per_atom": energy, "relax_steps": steps,
-                "converged": converged, "space_group_number": found,
+                "converged": converged, "space_group_number": space_group_number(structure),
                 "volume_per_atom": structure.volume / len(structure), "error": None}
     except Exception as exc:  # noqa: BLE001 - one candidate's failure is data for the search, not a crash
         out |= {"structure": None, "energy_per_atom": None, "error": f"{type(exc).__name__}: {exc}"[:300]}

@@ -302,15 +302,9 @@ def write_cif(candidate: Mapping[str, Any], folder: Path) -> Path:
 
 def candidate_picture(candidate: Mapping[str, Any], path: Path) -> Path:
     """A ball-and-stick PNG of a kept candidate's conventional cell, its group and source in the caption."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    from xtalml.structures.pictures import conventional_cell, structure_figure
 
-    from xtalml.structures.pictures import structure_figure
-
-    structure = candidate["structure"]
-    try:
-        structure = SpacegroupAnalyzer(structure, symprec=0.1).get_conventional_standard_structure()
-    except Exception:  # noqa: BLE001 - spglib fails on a collapsed cell: drawn as it is
-        pass
+    structure = conventional_cell(candidate["structure"])
     title = f"{structure.composition.reduced_formula}, rank {candidate['rank']}, space group {candidate['space_group_number']}"
     return structure_figure([(structure, title)], f"from {provenance(candidate)}", path)
 
