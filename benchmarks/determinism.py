@@ -1,46 +1,56 @@
-"""Retrain train stages in fresh processes under other CPU settings and compare their metrics with metrics/<task>/<model>.json.
+"""Retrain train stages in fresh processes as other CPUs would run them, and over seeds; compare with metrics/.
 
-Usage: python benchmarks/determinism.py [--runs volume_from_geometry/tabnet,...] [--settings pinned,avx512,avx2_numpy]
-Run it where `dvc repro` ran (it reads data/features and data/split, writes nothing there). Each setting is an
-environment a machine could have:
-  pinned      this project's default (MKL_CBWR=AVX2, ATEN_CPU_CAPABILITY=avx2), in a new process: run-to-run
-  avx512      MKL_CBWR=AUTO, ATEN_CPU_CAPABILITY=avx512: torch's kernels as an unpinned AVX-512 machine picks them
-  avx2_numpy  pinned torch, numpy without its AVX-512 kernels and OpenBLAS on Haswell kernels: an AVX2-only CPU
-Prints, per run and headline metric, the committed value and each setting's difference from it.
+Usage:
+  python benchmarks/determinism.py [--runs TASK/MODEL,...] [--settings avx2_cpu,avx512_cpu,cpu_defaults] [--native]
+  python benchmarks/determinism.py --seeds 42,43,44 [--runs ...] [--json seed_spread.json]
+Run it where `dvc repro` ran (it reads data/features and data/split and writes nothing there). --runs defaults to
+every train stage whose model runs on torch. Each setting is what another CPU's libraries would pick:
+  avx2_cpu      MKL, oneDNN and ATen at AVX2, numpy without AVX-512 and OpenBLAS on Haswell kernels: an AVX2-only CPU
+  avx512_cpu    MKL, oneDNN and ATen at AVX-512 (where this CPU has it): an AVX-512 CPU
+  cpu_defaults  none of these variables set: what this CPU picks by itself
+xtalml.numerics overwrites ATen's and oneDNN's variables and sets MKL_CBWR=COMPATIBLE (that is the pin); MKL's
+instruction set, numpy's and OpenBLAS's are not overwritten and are what the pinned runs test. --native runs the
+same settings with the pins off (XTALML_NUMERICS=native): the control, showing what each setting changes without them.
+Prints, per run and headline metric, the committed value and each setting's difference from it; with --seeds, each
+seed's test and validation figures, their mean and spread (max - min), the committed seed retrained included.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+ISA_VARIABLES = ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "NPY_DISABLE_CPU_FEATURES",
+                 "OPENBLAS_CORETYPE", "MKL_CBWR", "XTALML_NUMERICS")
 SETTINGS = {
-    "pinned": {},
-    "avx512": {"MKL_CBWR": "AUTO", "ATEN_CPU_CAPABILITY": "avx512"},
-    "avx2_numpy": {"NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
-                   "OPENBLAS_CORETYPE": "Haswell"},
+    "avx2_cpu": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                 "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
+                 "OPENBLAS_CORETYPE": "Haswell"},
+    "avx512_cpu": {"MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+                   "ATEN_CPU_CAPABILITY": "avx512"},
+    "cpu_defaults": {},
 }
-DEFAULT_RUNS = ("volume_from_geometry/tabnet,volume_from_geometry/wide_deep,volume_per_atom_from_composition/mlp_regressor,"
-                "volume_per_atom_from_composition/lightgbm_regressor,sg_from_geometry/mlp_classifier")
 CHILD = """
 import json, sys
 from pathlib import Path
 from xtalml.config import load_params
 from xtalml.evaluation.metrics import headline_metrics
 from xtalml.models.registry import fix_thread_counts
+from xtalml.numerics import torch_settings
 from xtalml.tasks import DataDirs
 from xtalml.training import run_training
-task, model, out, root = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+task, model, seed, out, root = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
 params = load_params(root / "params.yaml")
 fix_thread_counts([model], params["models"], params["train"].get("torch_threads", 1))
-result = run_training(task, params["tasks"][task], model, params["models"][model], params["train"]["seed"],
+result = run_training(task, params["tasks"][task], model, params["models"][model], seed,
                       {k: out / name for k, name in (("metrics", "m.json"), ("evaluation", "e.json"),
                        ("predictions", "p.parquet"), ("model", "m.pkl"), ("plots", "plots"))}, DataDirs.under(root),
                       tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
-print(json.dumps(headline_metrics(result, params["tasks"][task]["kind"])))
+print(json.dumps({"metrics": headline_metrics(result, params["tasks"][task]["kind"]), "torch": torch_settings()}))
 """
 
 
@@ -51,31 +61,79 @@ def flat(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", default=DEFAULT_RUNS)
-    parser.add_argument("--settings", default=",".join(SETTINGS))
-    args = parser.parse_args()
-    settings = args.settings.split(",")
-    for run in args.runs.split(","):
+def torch_runs() -> list[str]:
+    """Every train stage (task/model of params.yaml's train.matrix) whose model runs on torch."""
+    sys.path.insert(0, str(Path("src").resolve()))
+    from xtalml.config import load_params
+    from xtalml.models.registry import uses_torch
+
+    params = load_params(Path("params.yaml"))
+    return [f"{task}/{model}" for group in params["train"]["matrix"].values() for task in group["task"]
+            for model in group["model"] if uses_torch(model, params["models"][model])]
+
+
+def retrain(task: str, model: str, seed: int, env_changes: dict[str, str], native: bool) -> dict:
+    """Headline metrics (flat) and torch's settings of one retraining in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES}
+    env |= env_changes | ({"XTALML_NUMERICS": "native"} if native else {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path("src").resolve()), os.environ.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory() as tmp:  # MLflow's artifacts (./mlruns) land there, not in the project
+        done = subprocess.run([sys.executable, "-c", CHILD, task, model, str(seed), tmp, str(Path.cwd())], env=env,
+                              capture_output=True, text=True, cwd=tmp)
+    if done.returncode != 0:
+        raise SystemExit(f"{task}/{model} (seed {seed}, {env_changes}) failed:\n{done.stderr[-3000:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"metrics": flat(found["metrics"]), "torch": found["torch"]}
+
+
+def compare_settings(runs: list[str], settings: list[str], native: bool, seed: int) -> None:
+    for run in runs:
         task, model = run.split("/")
         committed = flat(json.loads(Path(f"metrics/{task}/{model}.json").read_text()))
-        found = {}
-        for name in settings:
-            with tempfile.TemporaryDirectory() as tmp:
-                env = {**os.environ, **SETTINGS[name]}
-                # in the temporary folder: MLflow's artifacts (./mlruns) land there, not in the project
-                done = subprocess.run([sys.executable, "-c", CHILD, task, model, tmp, str(Path.cwd())], env=env,
-                                      capture_output=True, text=True, cwd=tmp)
-                if done.returncode != 0:
-                    raise SystemExit(f"{run} under {name} failed:\n{done.stderr[-3000:]}")
-                found[name] = flat(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"{run}")
+        found = {name: retrain(task, model, seed, SETTINGS[name], native) for name in settings}
+        print(run + "".join(f"\n  {name}: torch {found[name]['torch']}" for name in settings))
         for key, value in committed.items():
             if key.startswith("baselines."):
                 continue
-            diffs = "  ".join(f"{name} {found[name][key] - value:+.2e}" for name in settings)
-            print(f"  {key:40s} committed {value:.6g}  {diffs}")
+            diffs = "  ".join(f"{name} {found[name]['metrics'][key] - value:+.2e}" for name in settings)
+            print(f"  {key:40s} committed {value:.6g}  {diffs}", flush=True)
+
+
+def seed_spread(runs: list[str], seeds: list[int], json_path: str | None) -> None:
+    table = {}
+    for run in runs:
+        task, model = run.split("/")
+        per_seed = {seed: retrain(task, model, seed, {}, False)["metrics"] for seed in seeds}
+        keys = [k for k in per_seed[seeds[0]] if k.startswith(("test.", "validation."))]
+        table[run] = {}
+        print(run)
+        for key in keys:
+            values = [per_seed[s][key] for s in seeds]
+            row = {"per_seed": dict(zip(map(str, seeds), values)), "mean": statistics.fmean(values),
+                   "spread": max(values) - min(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            table[run][key] = row
+            print(f"  {key:28s} mean {row['mean']:.6g}  spread {row['spread']:.3g}  std {row['std']:.3g}  "
+                  + "  ".join(f"{s}: {v:.6g}" for s, v in zip(seeds, values)), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(table, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", help="TASK/MODEL,... (default: every torch train stage)")
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--native", action="store_true", help="the control: the same settings without the pins")
+    parser.add_argument("--seeds", help="SEED,...: the seed spread of each run instead of the CPU settings")
+    parser.add_argument("--json", help="with --seeds: also write the table to this file")
+    args = parser.parse_args()
+    runs = args.runs.split(",") if args.runs else torch_runs()
+    if args.seeds:
+        seed_spread(runs, [int(s) for s in args.seeds.split(",")], args.json)
+    else:
+        sys.path.insert(0, str(Path("src").resolve()))
+        from xtalml.config import load_params
+
+        compare_settings(runs, args.settings.split(","), args.native, int(load_params(Path("params.yaml"))["train"]["seed"]))
 
 
 if __name__ == "__main__":

@@ -414,3 +414,19 @@ def test_refit_is_refused_for_a_model_that_early_stops_on_the_validation_rows():
     cfg = {**TINY["lightgbm"], "refit_with_val_rows": True}
     with pytest.raises(ValueError, match="models.lightgbm.refit_with_val_rows: lightgbm early-stops"):
         fit_and_evaluate(build_model("lightgbm", cfg, 0), "lightgbm", cfg, _task_with_validation_rows(X, y), 0)
+
+
+def test_wide_offset_starts_from_the_wide_input():
+    import numpy as np
+
+    from xtalml.models.wide_deep import WideDeepRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, size=(200, 3))
+    analytic = X[:, 0] * X[:, 1] * X[:, 2]
+    volume = analytic * np.exp(rng.normal(0, 0.01, len(X)))  # measured volumes scatter about the formula's
+    X = np.column_stack([X, analytic])
+    fits = {offset: WideDeepRegressor(wide_index=3, wide_offset=offset, widths=(16,), fusion=(8,), max_epochs=3,
+                                      patience=3, batch_size=32, seed=0).fit(X, volume) for offset in (False, True)}
+    errors = {offset: float(np.abs(model.predict(X) - volume).mean()) for offset, model in fits.items()}
+    assert errors[True] < 0.05 * errors[False]

@@ -33,7 +33,7 @@ def test_the_check_fails_when_a_dep_goes_missing_or_is_not_imported(stages):
 def test_minimal_deps_name_a_folder_only_when_every_file_in_it_is_needed():
     closure = code_closure(ROOT / "stages/split.py")
     assert minimal_deps(closure) == ["src/xtalml/__init__.py", "src/xtalml/chemistry.py", "src/xtalml/config.py",
-                                     "src/xtalml/splitting.py"]
+                                     "src/xtalml/numerics.py", "src/xtalml/splitting.py"]
 
 
 def test_every_path_a_stage_reads_or_writes_is_on_its_cmd_once(stages):

@@ -131,6 +131,17 @@ def test_time_limits_stop_a_relaxation_and_a_formula(local_client):
     assert any("time limit per formula (0 s) reached" in (r["error"] or "") for r in results[1:])
 
 
+def test_an_atom_step_budget_bounds_a_relaxation_by_its_atoms():
+    from pymatgen.core import Lattice, Structure
+
+    from xtalml.structures.relax import relax
+
+    rock_salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(6.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    _, _, free, _ = relax(rock_salt, fmax=1e-6, steps=6, time_limit_s=60)
+    _, _, bounded, _ = relax(rock_salt, fmax=1e-6, steps=6, time_limit_s=60, max_atom_steps=24)  # 8 atoms: 3 steps
+    assert (free, bounded) == (7, 4)  # FIRE reports the start and every step
+
+
 def test_fixed_symmetry_keeps_the_candidates_group(local_client):
     settings = SearchSettings(candidates=2, steps=30, fix_symmetry=True)
     specs = candidate_specs("ZnO", "oracle", settings, volume_per_atom=12.0, true_group=186)

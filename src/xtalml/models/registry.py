@@ -257,9 +257,9 @@ def fix_thread_counts(model_names: Sequence[str], models: Mapping[str, Any], tor
 
     threadpool_limits(1)
     if any(uses_torch(name, models[name]) for name in model_names):  # importing torch costs ~2 s the others need not pay
-        import torch
+        from xtalml.numerics import configure_torch
 
-        torch.set_num_threads(int(torch_threads))
+        configure_torch(torch_threads)
 
 
 def build_model(name: str, cfg: Mapping[str, Any], seed: int, feature_names: Sequence[str] = ()):

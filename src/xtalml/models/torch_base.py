@@ -12,7 +12,10 @@ from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from xtalml.numerics import configure_torch
 from xtalml.progress import progress
+
+configure_torch()
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -52,13 +52,17 @@ class WideDeepNet(nn.Module):
 
 
 class WideDeepRegressor(RegressorMixin, TorchEstimator):
-    """Predicts cell volume (Å³) through log(volume); `wide_index` is the analytic-volume column of X."""
+    """Predicts cell volume (Å³) through log(volume); `wide_index` is the analytic-volume column of X. With
+    `wide_offset` the network learns log(volume / wide input), so a network that outputs nothing predicts the wide
+    input itself (as LightGBM's offset_feature does)."""
 
-    def __init__(self, wide_index: int = -1, widths: Sequence[int] = (512, 512, 256, 256, 128, 128, 64, 64, 32, 16),
-                 fusion: Sequence[int] = (64,), dropout: float = 0.2, lr: float = 3e-4, weight_decay: float = 1e-4,
-                 optimizer: str = "rmsprop", batch_size: int = 128, max_epochs: int = 300, patience: int = 25,
-                 min_delta: float = 1e-6, seed: int = 42, device: str = "auto"):
-        self.wide_index, self.widths, self.fusion, self.dropout, self.lr = wide_index, widths, fusion, dropout, lr
+    def __init__(self, wide_index: int = -1, wide_offset: bool = False,
+                 widths: Sequence[int] = (512, 512, 256, 256, 128, 128, 64, 64, 32, 16), fusion: Sequence[int] = (64,),
+                 dropout: float = 0.2, lr: float = 3e-4, weight_decay: float = 1e-4, optimizer: str = "rmsprop",
+                 batch_size: int = 128, max_epochs: int = 300, patience: int = 25, min_delta: float = 1e-6,
+                 seed: int = 42, device: str = "auto"):
+        self.wide_index, self.wide_offset, self.widths, self.fusion = wide_index, wide_offset, widths, fusion
+        self.dropout, self.lr = dropout, lr
         self.weight_decay, self.optimizer, self.batch_size, self.max_epochs = weight_decay, optimizer, batch_size, max_epochs
         self.patience, self.min_delta, self.seed, self.device = patience, min_delta, seed, device
 
@@ -76,19 +80,27 @@ class WideDeepRegressor(RegressorMixin, TorchEstimator):
 
     def _with_wide(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=float)
-        return np.column_stack([X, np.log(np.clip(X[:, self.wide_index], 1e-6, None))])
+        return np.column_stack([X, self._log_wide(X)])
+
+    def _log_wide(self, X) -> np.ndarray:
+        return np.log(np.clip(np.asarray(X, dtype=float)[:, self.wide_index], 1e-6, None))
+
+    def _offset(self, X) -> np.ndarray:
+        """What the network's output is added to, in log(volume)."""
+        return self._log_wide(X) if self.wide_offset else np.zeros(len(X))
 
     def fit(self, X, y, *, eval_set=None):
         X, y = fit_inputs(self, X, y)
         X_val, y_val = validation_rows(eval_set)
         if X_val is not None:
             X_val = predict_inputs(self, X_val)
-        target = np.log(np.asarray(y, float))
+        target = np.log(np.asarray(y, float)) - self._offset(X)
         self.y_mean_, self.y_std_ = float(target.mean()), float(target.std() or 1.0)
-        encode = lambda v: (np.log(np.asarray(v, float)) - self.y_mean_) / self.y_std_  # noqa: E731
-        self._fit_tensors(self._with_wide(X), encode(y), None if X_val is None else self._with_wide(X_val),
-                          None if y_val is None else encode(y_val), torch.float32)
+        encode = lambda v, rows: (np.log(np.asarray(v, float)) - self._offset(rows) - self.y_mean_) / self.y_std_  # noqa: E731
+        self._fit_tensors(self._with_wide(X), encode(y, X), None if X_val is None else self._with_wide(X_val),
+                          None if y_val is None else encode(y_val, X_val), torch.float32)
         return self
 
     def predict(self, X) -> np.ndarray:
-        return np.exp(self._raw_output(self._with_wide(predict_inputs(self, X))).numpy() * self.y_std_ + self.y_mean_)
+        X = predict_inputs(self, X)
+        return np.exp(self._raw_output(self._with_wide(X)).numpy() * self.y_std_ + self.y_mean_ + self._offset(X))

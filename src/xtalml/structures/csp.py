@@ -29,7 +29,8 @@ def truth_spec(formula: str, structure, settings: SearchSettings) -> dict[str, A
             "p_group": 0.0, "score": 0.0, "template_id": None, "prototype": None, "member": None, "known": True,
             "template": json.dumps(structure.as_dict()), "mapping": {}, "as_given": True, "species": [], "counts": [],
             "volume_per_atom": None, "cell": None, "sites": None, "seed": 0, "relax": True, "fmax": settings.fmax,
-            "steps": settings.steps, "time_limit_s": settings.candidate_time_limit_s, "fix_symmetry": False}
+            "steps": settings.steps, "max_atom_steps": settings.max_atom_steps,
+            "time_limit_s": settings.candidate_time_limit_s, "fix_symmetry": False}
 
 
 def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[str, Any] | None, out_dir: Path,

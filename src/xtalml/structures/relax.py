@@ -19,9 +19,9 @@ CARRIED = ("input", "arm", "index", "source", "group", "units", "p_group", "scor
 def _calculator():
     """CHGNet's pretrained model as an ASE calculator, loaded once per worker process."""
     if "chgnet" not in _CALCULATOR:
-        import torch
+        from xtalml.numerics import configure_torch
 
-        torch.set_num_threads(1)
+        configure_torch(threads=1)
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
@@ -73,17 +73,19 @@ def random_structure(group: int, species: list[str], counts: list[int], volume: 
         return structure
 
 
-def relax(structure, fmax: float, steps: int, time_limit_s: float,
-          fix_symmetry: bool = False, fixed_cell: bool = False) -> tuple[Any, float, int, bool]:
+def relax(structure, fmax: float, steps: int, time_limit_s: float, fix_symmetry: bool = False, fixed_cell: bool = False,
+          max_atom_steps: int | None = None) -> tuple[Any, float, int, bool]:
     """(relaxed structure, energy per atom in eV, steps taken, converged) with FIRE on cell and positions
-    (FrechetCellFilter), free to leave its space group unless fix_symmetry (ASE FixSymmetry); stops at `steps` or
-    after time_limit_s."""
+    (FrechetCellFilter), free to leave its space group unless fix_symmetry (ASE FixSymmetry); stops at `steps`, at
+    max_atom_steps / atoms steps (a bound in work, the same on every CPU), or after time_limit_s (a safety net)."""
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
     from ase.optimize import FIRE
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = AseAtomsAdaptor().get_atoms(structure)
+    if max_atom_steps:
+        steps = min(steps, max(1, int(max_atom_steps) // len(atoms)))
     atoms.calc = _calculator()
     if fix_symmetry:
         with warnings.catch_warnings():
@@ -134,7 +136,8 @@ def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
         energy, steps, converged = None, 0, None
         if spec.get("relax", True):
             structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"],
-                                                        spec.get("fix_symmetry", False), bool(spec.get("fixed_cell")))
+                                                        spec.get("fix_symmetry", False), bool(spec.get("fixed_cell")),
+                                                        spec.get("max_atom_steps"))
         out |= {"structure": structure.as_dict(), "energy_per_atom": energy, "relax_steps": steps,
                 "converged": converged, "space_group_number": space_group_number(structure),
                 "volume_per_atom": structure.volume / len(structure), "error": None}

@@ -43,6 +43,7 @@ class SearchSettings:
     fmax: float = 0.1
     fix_symmetry: bool = False
     steps: int = 200
+    max_atom_steps: int | None = None  # a relaxation of n atoms takes at most max_atom_steps / n steps
     candidate_time_limit_s: float = 60.0
     formula_time_limit_s: float = 600.0
     seed: int = 42
@@ -146,7 +147,7 @@ def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_
                     raise
     common = {"input": formula, "arm": arm, "species": species, "counts": counts, "volume_per_atom": float(volume_per_atom),
               "relax": arm != "unrelaxed", "fmax": settings.fmax, "steps": settings.steps,
-              "time_limit_s": settings.candidate_time_limit_s, "fix_symmetry": settings.fix_symmetry}
+              "max_atom_steps": settings.max_atom_steps, "time_limit_s": settings.candidate_time_limit_s, "fix_symmetry": settings.fix_symmetry}
     specs = []
     for option in chosen:
         specs.append({**common, "index": len(specs), "source": "template", "group": option["space_group"],
@@ -181,8 +182,8 @@ def relaxation_key(spec: Mapping[str, Any]) -> str | None:
     template with the same elements share one relaxation; None for a PyXtal candidate (its own random structure)."""
     if spec.get("template") is None or spec.get("as_given"):
         return None
-    fields = ("input", "template", "mapping", "volume_per_atom", "relax", "fmax", "steps", "time_limit_s",
-              "fix_symmetry", "fixed_cell")
+    fields = ("input", "template", "mapping", "volume_per_atom", "relax", "fmax", "steps", "max_atom_steps",
+              "time_limit_s", "fix_symmetry", "fixed_cell")
     return json.dumps([spec.get(k) for k in fields], sort_keys=True, default=str)
 
 

@@ -1,0 +1,53 @@
+"""The same float results on every x86-64 CPU with AVX2: the kernels MKL, oneDNN and ATen run are pinned here, once.
+
+MKL (torch's matrix products), oneDNN and ATen (torch's element-wise ops and reductions) each pick their code by the
+CPU they find: its vendor, its widest vector unit and its cache sizes. Different code sums in a different order, and
+a network early-stopped on a validation loss carries last-bit differences into different weights. Pinned:
+- MKL_CBWR=COMPATIBLE: MKL's conditional numerical reproducibility. Only this branch is the same on Intel and non-Intel
+  CPUs (Intel's oneMKL developer guide: AVX2 falls back to AUTO on non-Intel CPUs).
+- ATEN_CPU_CAPABILITY=avx2: ATen's AVX2 kernels, also on AVX-512 CPUs.
+- ONEDNN_MAX_CPU_ISA=AVX2 and oneDNN off for torch's CPU ops: no JIT kernel shaped by the CPU's caches.
+- torch.use_deterministic_algorithms and a fixed thread count (MKL's CNR holds for a fixed number of threads).
+The environment is read by each library when it loads, so pin_cpu_kernels() runs when xtalml is imported, before
+torch is. XTALML_NUMERICS=native leaves every library to choose (benchmarks/determinism.py's control).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+PINNED_ENVIRONMENT = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+INFERENCE_TORCH_THREADS = 2  # torch's threads outside the train stages (which take train.torch_threads)
+
+
+def pinned() -> bool:
+    """Whether this process runs the pinned kernels (x86-64, and XTALML_NUMERICS is not 'native')."""
+    return (platform.machine().lower() in ("x86_64", "amd64")
+            and os.environ.get("XTALML_NUMERICS", "pinned").lower() != "native")
+
+
+def pin_cpu_kernels() -> None:
+    """Set the pinned environment, overriding what the shell exported; a no-op where torch was already loaded by
+    someone else is reported by torch_settings()."""
+    if pinned():
+        os.environ.update(PINNED_ENVIRONMENT)
+
+
+def configure_torch(threads: int = INFERENCE_TORCH_THREADS) -> None:
+    """Deterministic algorithms, oneDNN off and `threads` threads (torch passes the count on to MKL)."""
+    import torch
+
+    torch.set_num_threads(int(threads))
+    if pinned():
+        torch.use_deterministic_algorithms(True)
+        torch.backends.mkldnn.enabled = False
+
+
+def torch_settings() -> dict[str, str]:
+    """What torch runs with, for the MLflow run and the determinism benchmark: kernels, threads, pins."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
+            "mkldnn": str(torch.backends.mkldnn.enabled), "deterministic": str(torch.are_deterministic_algorithms_enabled()),
+            **{name.lower(): os.environ.get(name, "") for name in PINNED_ENVIRONMENT}}
