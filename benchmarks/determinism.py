@@ -3,6 +3,7 @@
 Usage:
   python benchmarks/determinism.py [--runs TASK/MODEL,...] [--settings avx2_cpu,avx512_cpu,cpu_defaults] [--native]
   python benchmarks/determinism.py --seeds 42,43,44 [--runs ...] [--json seed_spread.json]
+  python benchmarks/determinism.py --chgnet [--settings ...] [--native]
 Run it where `dvc repro` ran (it reads data/features and data/split and writes nothing there). --runs defaults to
 every train stage whose model runs on torch. Each setting is what another CPU's libraries would pick:
   avx2_cpu      MKL, oneDNN and ATen at AVX2, numpy without AVX-512 and OpenBLAS on Haswell kernels: an AVX2-only CPU
@@ -12,7 +13,9 @@ xtalml.numerics overwrites ATen's and oneDNN's variables and sets MKL_CBWR=COMPA
 instruction set, numpy's and OpenBLAS's are not overwritten and are what the pinned runs test. --native runs the
 same settings with the pins off (XTALML_NUMERICS=native): the control, showing what each setting changes without them.
 Prints, per run and headline metric, the committed value and each setting's difference from it; with --seeds, each
-seed's test and validation figures, their mean and spread (max - min), the committed seed retrained included.
+seed's test and validation figures, their mean and spread (max - min), the committed seed retrained included; with
+--chgnet, the energy per atom of three CHGNet relaxations as the CSP benchmark runs them (one thread, 15 FIRE steps),
+per setting, and its difference from the first setting's.
 """
 
 import argparse
@@ -53,6 +56,21 @@ result = run_training(task, params["tasks"][task], model, params["models"][model
 print(json.dumps({"metrics": headline_metrics(result, params["tasks"][task]["kind"]), "torch": torch_settings()}))
 """
 
+RELAXATIONS = """
+import json
+from pymatgen.core import Lattice, Structure
+from xtalml.numerics import torch_settings
+from xtalml.structures.relax import random_structure, relax
+structures = {
+    "MgAl2O4 spinel (primitive)": Structure.from_spacegroup(227, Lattice.cubic(8.3), ["Mg", "Al", "O"],
+        [[0.125] * 3, [0.5] * 3, [0.26] * 3]).get_primitive_structure(),
+    "NaCl rock salt, strained": Structure.from_spacegroup(225, Lattice.cubic(6.0), ["Na", "Cl"], [[0] * 3, [0.5] * 3]),
+    "ZnO PyXtal P6_3mc (seed 7)": random_structure(186, ["Zn", "O"], [2, 2], 4 * 11.0, None, 7),
+}
+energies = {name: relax(s, fmax=0.15, steps=15, time_limit_s=600)[1] for name, s in structures.items()}
+print(json.dumps({"metrics": energies, "torch": torch_settings()}))
+"""
+
 
 def flat(d: dict, prefix: str = "") -> dict[str, float]:
     out = {}
@@ -72,18 +90,32 @@ def torch_runs() -> list[str]:
             for model in group["model"] if uses_torch(model, params["models"][model])]
 
 
-def retrain(task: str, model: str, seed: int, env_changes: dict[str, str], native: bool) -> dict:
-    """Headline metrics (flat) and torch's settings of one retraining in a fresh process."""
+def in_fresh_process(script: str, args: list[str], env_changes: dict[str, str], native: bool) -> dict:
+    """Run a child script under a setting: its metrics (flat) and torch's settings, from its last line."""
     env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES}
     env |= env_changes | ({"XTALML_NUMERICS": "native"} if native else {})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path("src").resolve()), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as tmp:  # MLflow's artifacts (./mlruns) land there, not in the project
-        done = subprocess.run([sys.executable, "-c", CHILD, task, model, str(seed), tmp, str(Path.cwd())], env=env,
+        done = subprocess.run([sys.executable, "-c", script, *args, tmp, str(Path.cwd())], env=env,
                               capture_output=True, text=True, cwd=tmp)
     if done.returncode != 0:
-        raise SystemExit(f"{task}/{model} (seed {seed}, {env_changes}) failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{args} ({env_changes}) failed:\n{done.stderr[-3000:]}")
     found = json.loads(done.stdout.strip().splitlines()[-1])
     return {"metrics": flat(found["metrics"]), "torch": found["torch"]}
+
+
+def retrain(task: str, model: str, seed: int, env_changes: dict[str, str], native: bool) -> dict:
+    """Headline metrics and torch's settings of one retraining in a fresh process."""
+    return in_fresh_process(CHILD, [task, model, str(seed)], env_changes, native)
+
+
+def compare_relaxations(settings: list[str], native: bool) -> None:
+    found = {name: in_fresh_process(RELAXATIONS, [], SETTINGS[name], native) for name in settings}
+    first = found[settings[0]]["metrics"]
+    print("CHGNet relaxations" + "".join(f"\n  {name}: torch {found[name]['torch']}" for name in settings))
+    for key, value in first.items():
+        diffs = "  ".join(f"{name} {found[name]['metrics'][key] - value:+.2e}" for name in settings[1:])
+        print(f"  {key:32s} {settings[0]} {value:.10f} eV/atom  {diffs}", flush=True)
 
 
 def compare_settings(runs: list[str], settings: list[str], native: bool, seed: int) -> None:
@@ -125,7 +157,11 @@ def main() -> None:
     parser.add_argument("--native", action="store_true", help="the control: the same settings without the pins")
     parser.add_argument("--seeds", help="SEED,...: the seed spread of each run instead of the CPU settings")
     parser.add_argument("--json", help="with --seeds: also write the table to this file")
+    parser.add_argument("--chgnet", action="store_true", help="CHGNet relaxations under the settings instead")
     args = parser.parse_args()
+    if args.chgnet:
+        compare_relaxations(args.settings.split(","), args.native)
+        return
     runs = args.runs.split(",") if args.runs else torch_runs()
     if args.seeds:
         seed_spread(runs, [int(s) for s in args.seeds.split(",")], args.json)
