@@ -28,8 +28,7 @@ def pinned() -> bool:
 
 
 def pin_cpu_kernels() -> None:
-    """Set the pinned environment, overriding what the shell exported; a no-op where torch was already loaded by
-    someone else is reported by torch_settings()."""
+    """Set the pinned environment, overriding what the shell exported (torch reads it when it loads)."""
     if pinned():
         os.environ.update(PINNED_ENVIRONMENT)
 
@@ -45,7 +44,7 @@ def configure_torch(threads: int = INFERENCE_TORCH_THREADS) -> None:
 
 
 def torch_settings() -> dict[str, str]:
-    """What torch runs with, for the MLflow run and the determinism benchmark: kernels, threads, pins."""
+    """What torch runs with: kernels, threads, pins (benchmarks/determinism.py prints it per setting)."""
     import torch
 
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
