@@ -36,3 +36,17 @@ def test_native_numerics_leave_the_libraries_to_choose():
     found = _settings(XTALML_NUMERICS="native", MKL_CBWR="AUTO", ATEN_CPU_CAPABILITY="default")
     assert found["mkl_cbwr"] == "AUTO" and found["cpu_capability"] == "DEFAULT" and found["deterministic"] == "False"
 
+
+
+def test_a_later_import_keeps_the_thread_count_a_stage_set():
+    import torch
+
+    from xtalml.numerics import configure_torch
+
+    before = torch.get_num_threads()
+    try:
+        configure_torch(3)  # what fix_thread_counts does with train.torch_threads
+        configure_torch()  # what importing torch_base does afterwards
+        assert torch.get_num_threads() == 3
+    finally:
+        configure_torch(before)

@@ -33,11 +33,17 @@ def pin_cpu_kernels() -> None:
         os.environ.update(PINNED_ENVIRONMENT)
 
 
-def configure_torch(threads: int = INFERENCE_TORCH_THREADS) -> None:
-    """Deterministic algorithms, oneDNN off and `threads` threads (torch passes the count on to MKL)."""
+_THREADS: dict[str, int] = {}  # the count a caller set: a later configure_torch() without one keeps it
+
+
+def configure_torch(threads: int | None = None) -> None:
+    """Deterministic algorithms, oneDNN off and `threads` threads (torch passes the count on to MKL); without
+    `threads`, the count set before, else INFERENCE_TORCH_THREADS."""
     import torch
 
-    torch.set_num_threads(int(threads))
+    if threads is not None:
+        _THREADS["torch"] = int(threads)
+    torch.set_num_threads(_THREADS.get("torch", INFERENCE_TORCH_THREADS))
     if pinned():
         torch.use_deterministic_algorithms(True)
         torch.backends.mkldnn.enabled = False
