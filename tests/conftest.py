@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import xtalml  # noqa: F401  (first: it pins the CPU kernels torch reads when it loads)
 import joblib
 import numpy as np
 import pytest

@@ -430,3 +430,18 @@ def test_wide_offset_starts_from_the_wide_input():
                                       patience=3, batch_size=32, seed=0).fit(X, volume) for offset in (False, True)}
     errors = {offset: float(np.abs(model.predict(X) - volume).mean()) for offset, model in fits.items()}
     assert errors[True] < 0.05 * errors[False]
+
+
+def test_knn_answers_the_same_on_any_number_of_threads():
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    formulas = rng.normal(size=(500, 40)).round(1)
+    X, y = np.repeat(formulas, 5, axis=0), rng.integers(0, 6, 2500)  # five polymorphs per formula: exact ties
+    queries = formulas[rng.integers(0, 500, 300)] + rng.normal(scale=0.3, size=(300, 40))
+    model = build_model("knn", {"n_neighbors": 8, "weights": "distance"}, 0).fit(X, y)
+    answers = []
+    for threads in (1, 2, 4):  # a plain KNeighborsClassifier changed 10-17 of these 300 answers beyond one thread
+        with threadpool_limits(threads):
+            answers.append(model.predict(queries))
+    assert all((a == answers[0]).all() for a in answers)

@@ -73,8 +73,8 @@ def _svm(params, seed):
 
 
 def _knn(params, seed):
-    from sklearn.neighbors import KNeighborsClassifier
-    return KNeighborsClassifier(**params)
+    from xtalml.models.knn import ThreadStableKNeighborsClassifier
+    return ThreadStableKNeighborsClassifier(**params)
 
 
 def _lightgbm_classifier(params, seed, feature_names):
