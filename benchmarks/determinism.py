@@ -14,8 +14,8 @@ instruction set, numpy's and OpenBLAS's are not overwritten and are what the pin
 same settings with the pins off (XTALML_NUMERICS=native): the control, showing what each setting changes without them.
 Prints, per run and headline metric, the committed value and each setting's difference from it; with --seeds, each
 seed's test and validation figures, their mean and spread (max - min), the train seed's read from metrics/; with
---chgnet, the energy per atom of three CHGNet relaxations as the CSP benchmark runs them (one thread, 15 FIRE steps),
-per setting, and its difference from the first setting's.
+--chgnet, the energy per atom of three CHGNet relaxations (one thread, 15 FIRE steps, fmax 0.15, as the benchmark
+ran them at c79546e), per setting, and its difference from the first setting's.
 """
 
 import argparse

@@ -37,7 +37,6 @@ def test_native_numerics_leave_the_libraries_to_choose():
     assert found["mkl_cbwr"] == "AUTO" and found["cpu_capability"] == "DEFAULT" and found["deterministic"] == "False"
 
 
-
 def test_a_later_import_keeps_the_thread_count_a_stage_set():
     import torch
 
