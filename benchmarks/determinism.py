@@ -7,11 +7,12 @@ Usage:
 Run it where `dvc repro` ran (it reads data/features and data/split and writes nothing there). --runs defaults to
 every train stage whose model runs on torch. Each setting is what another CPU's libraries would pick:
   avx2_cpu      MKL, oneDNN and ATen at AVX2, numpy without AVX-512 and OpenBLAS on Haswell kernels: an AVX2-only CPU
-  avx512_cpu    MKL, oneDNN and ATen at AVX-512 (where this CPU has it): an AVX-512 CPU
+  avx512_cpu    MKL, oneDNN, ATen and OpenBLAS at AVX-512 (where this CPU has it): an AVX-512 CPU
   cpu_defaults  none of these variables set: what this CPU picks by itself
-xtalml.numerics overwrites ATen's and oneDNN's variables and sets MKL_CBWR=COMPATIBLE (that is the pin); MKL's
-instruction set, numpy's and OpenBLAS's are not overwritten and are what the pinned runs test. --native runs the
-same settings with the pins off (XTALML_NUMERICS=native): the control, showing what each setting changes without them.
+xtalml.numerics overwrites ATen's, oneDNN's, OpenBLAS's and numpy's variables and sets MKL_CBWR=COMPATIBLE (that is
+the pin); MKL's instruction set is not overwritten and is what the pinned runs test beside the CPU's own choices.
+--native runs the same settings with the pins off (XTALML_NUMERICS=native): the control, showing what each setting
+changes without them.
 Prints, per run and headline metric, the committed value and each setting's difference from it; with --seeds, each
 seed's test and validation figures, their mean and spread (max - min), the train seed's read from metrics/; with
 --chgnet, the energy per atom of three CHGNet relaxations (one thread, 15 FIRE steps, fmax 0.15, as the benchmark
@@ -21,7 +22,6 @@ ran them at c79546e), per setting, and its difference from the first setting's.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,10 +31,9 @@ ISA_VARIABLES = ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPA
                  "OPENBLAS_CORETYPE", "MKL_CBWR", "XTALML_NUMERICS")
 SETTINGS = {
     "avx2_cpu": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
-                 "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
-                 "OPENBLAS_CORETYPE": "Haswell"},
+                 "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell"},
     "avx512_cpu": {"MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
-                   "ATEN_CPU_CAPABILITY": "avx512"},
+                   "ATEN_CPU_CAPABILITY": "avx512", "OPENBLAS_CORETYPE": "SkylakeX"},
     "cpu_defaults": {},
 }
 CHILD = """
@@ -132,22 +131,19 @@ def compare_settings(runs: list[str], settings: list[str], native: bool, seed: i
 
 
 def seed_spread(runs: list[str], seeds: list[int], train_seed: int, json_path: str | None) -> None:
+    from xtalml.evaluation.seed_spread import spread_table
+
     table = {}
     for run in runs:
         task, model = run.split("/")
         per_seed = {seed: retrain(task, model, seed, {}, False)["metrics"] for seed in seeds if seed != train_seed}
         if train_seed in seeds:  # the committed run is that seed's (the CPU settings above check it reproduces)
             per_seed[train_seed] = flat(json.loads(Path(f"metrics/{task}/{model}.json").read_text()))
-        keys = [k for k in per_seed[seeds[0]] if k.startswith(("test.", "validation."))]
-        table[run] = {}
+        table[run] = spread_table(per_seed)
         print(run)
-        for key in keys:
-            values = [per_seed[s][key] for s in seeds]
-            row = {"per_seed": dict(zip(map(str, seeds), values)), "mean": statistics.fmean(values),
-                   "spread": max(values) - min(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-            table[run][key] = row
+        for key, row in table[run].items():
             print(f"  {key:28s} mean {row['mean']:.6g}  spread {row['spread']:.3g}  std {row['std']:.3g}  "
-                  + "  ".join(f"{s}: {v:.6g}" for s, v in zip(seeds, values)), flush=True)
+                  + "  ".join(f"{s}: {v:.6g}" for s, v in row["per_seed"].items()), flush=True)
     if json_path:
         Path(json_path).write_text(json.dumps(table, indent=2) + "\n")
 

@@ -32,7 +32,10 @@ def test_dvc_stages_list_only_their_own_params():
             "bravais_from_composition", "volume_per_atom_from_composition")], "train.seed", "train.torch_threads"],
         # conformal: the champion's models.<name> reaches it through its model file, a dep (known only at run time)
         "conformal": ["conformal", "split_modes.group", "train.matrix", "train.seed", "tasks.${conformal.task}"],
-        "report": ["report", "sources", "tasks", "train.matrix"],
+        "report": ["report", "sources", "tasks", "train.matrix", "seed_spread.runs"],
+        # seed_spread: its train stage's params, and the seeds
+        "seed_spread": ["seed_spread.seeds", "tasks.${item.task}", "models.${item.model}", "train.seed",
+                        "train.torch_threads"],
         "register": ["tasks", "train.matrix", "featurize.element_tables"],
         "lattice": ["lattice", "train.matrix", "featurize.element_tables"],
         "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"],

@@ -11,9 +11,9 @@ from xtalml.numerics import PINNED_ENVIRONMENT
 
 PROBE = """
 import json, xtalml, torch
-from xtalml.numerics import configure_torch, torch_settings
+from xtalml.numerics import configure_torch, numpy_settings, torch_settings
 configure_torch(3)
-print(json.dumps(torch_settings()))
+print(json.dumps(torch_settings() | numpy_settings()))
 """
 
 
@@ -25,8 +25,10 @@ def _settings(**env: str) -> dict[str, str]:
 
 @pytest.mark.skipif(os.uname().machine not in ("x86_64", "AMD64"), reason="the pins are for x86-64")
 def test_importing_xtalml_pins_the_kernels_whatever_the_shell_exported():
-    found = _settings(MKL_CBWR="AUTO", ATEN_CPU_CAPABILITY="avx512", ONEDNN_MAX_CPU_ISA="AVX512_CORE")
+    found = _settings(MKL_CBWR="AUTO", ATEN_CPU_CAPABILITY="avx512", ONEDNN_MAX_CPU_ISA="AVX512_CORE",
+                      OPENBLAS_CORETYPE="SkylakeX", NPY_DISABLE_CPU_FEATURES="")
     assert {k: found[k.lower()] for k in PINNED_ENVIRONMENT} == PINNED_ENVIRONMENT
+    assert found["openblas"] == "Haswell" and found["numpy_avx512"] == "False"
     assert found["cpu_capability"] == "AVX2" and found["threads"] == "3"
     assert found["deterministic"] == "True" and found["mkldnn"] == "False"
 

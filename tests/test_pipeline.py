@@ -457,3 +457,17 @@ def test_structures_carry_formation_energies_pictures_and_runs_that_read_right(r
     assert {a.path for a in client.list_artifacts(ours.info.run_id, "pictures")}
     for name in [*params["tasks"], "crystal_structure_prediction", "lattice_from_composition", "xtalml-predictor"]:
         assert client.get_experiment_by_name(name).tags.get("mlflow.note.content"), name  # the Description column
+
+
+def test_seed_spread_adds_the_other_seeds_to_the_train_stages_run_and_the_report_shows_it(repo):
+    root, _ = repo
+    spread = json.loads((root / "data/evaluation/seed_spread/volume_from_geometry-wide_deep.json").read_text())
+    trained = json.loads((root / "metrics/volume_from_geometry/wide_deep.json").read_text())
+    assert spread["seeds"] == [42, 43] and spread["train_seed"] == 42
+    mae = spread["metrics"]["test.mae"]
+    assert mae["per_seed"]["42"] == trained["test"]["mae"] and mae["per_seed"]["43"] != mae["per_seed"]["42"]
+    assert mae["spread"] == pytest.approx(abs(mae["per_seed"]["43"] - mae["per_seed"]["42"]))
+    assert spread["nearest_model"]["model"] in {"mlp_regressor", "tabnet", "lightgbm_regressor"}
+    headline = json.loads((root / "metrics/seed_spread/volume_from_geometry-wide_deep.json").read_text())
+    assert headline["ranking_holds_over_seeds"] == spread["ranking_holds_over_seeds"]
+    assert "## Seed spread" in (root / "reports/report.md").read_text()

@@ -4,7 +4,8 @@ import json
 
 import pandas as pd
 
-from xtalml.evaluation.report import accuracy_by_group, fmt, load_model_metrics, markdown_table, model_table
+from xtalml.evaluation.report import (accuracy_by_group, fmt, load_model_metrics, markdown_table, model_table,
+                                      seed_spread_table)
 
 
 def _metrics(acc, seconds, cv=None):
@@ -73,3 +74,14 @@ def test_lattice_table_sets_summed_space_groups_beside_the_direct_model():
     assert table[["model", "how", "Bravais accuracy"]].values.tolist() == [
         ["lightgbm", "direct Bravais-lattice model", 0.57],
         ["two_stage", "sum of its space-group probabilities", 0.58], ["two_stage", "its own stage 1", 0.56]]
+
+
+def test_the_seed_spread_table_names_a_model_within_the_range():
+    run = {"task": "vol", "model": "wide_deep", "nearest_model": {"metric": "test.mae", "model": "lgbm", "test": 0.5,
+                                                                  "gap": 0.1},
+           "metrics": {"test.mae": {"per_seed": {"42": 0.55, "43": 0.65}, "spread": 0.1}},
+           "ranking_holds_over_seeds": False, "models_within_range": ["mlp"]}
+    table = seed_spread_table([run, {**run, "model": "tabnet", "ranking_holds_over_seeds": True}])
+    assert table.columns.tolist() == ["task", "model", "metric", "seed 42", "seed 43", "spread", "nearest model", "gap",
+                                      "ranking holds"]
+    assert table["ranking holds"].tolist() == ["no: mlp", "yes"] and table.loc[0, "nearest model"] == "lgbm (0.500)"

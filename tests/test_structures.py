@@ -202,3 +202,28 @@ def test_search_settings_name_an_unknown_key():
     assert SearchSettings.from_params({"candidates": 3}).candidates == 3
     with pytest.raises(ValueError, match=r"unknown settings \['candidate'\]"):
         SearchSettings.from_params({"candidate": 3})
+
+
+def test_one_backward_pass_gives_chgnets_energy_forces_and_stress():
+    from chgnet.model.dynamics import CHGNetCalculator
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from xtalml.structures.potential import OneBackwardCHGNetCalculator
+    from xtalml.structures.relax import _calculator
+
+    fast = _calculator()
+    assert isinstance(fast, OneBackwardCHGNetCalculator)
+    rock_salt = Structure.from_spacegroup(225, Lattice.cubic(5.9), ["Na", "Cl"], [[0] * 3, [0.5] * 3])
+    rock_salt.translate_sites([0, 3], [0.02, -0.01, 0.015])  # off the symmetric sites, so forces are not zero
+    found = {}
+    for name, calculator in (("stock", CHGNetCalculator(model=fast.model, use_device="cpu")), ("fast", fast)):
+        atoms = AseAtomsAdaptor.get_atoms(rock_salt)
+        atoms.calc = calculator
+        found[name] = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
+                       "stress": atoms.get_stress(), "magmoms": atoms.get_magnetic_moments()}
+    assert found["fast"]["energy"] == found["stock"]["energy"]
+    np.testing.assert_array_equal(found["fast"]["magmoms"], found["stock"]["magmoms"])
+    assert np.abs(found["stock"]["forces"]).max() > 0.01
+    for key in ("forces", "stress"):  # float32 sums in another order: rounding only
+        np.testing.assert_allclose(found["fast"][key], found["stock"][key], rtol=1e-4, atol=1e-5)

@@ -46,6 +46,9 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "generate.search.steps=40", "generate.benchmark.search.steps=40", "generate.benchmark.search.templates=1",
         "generate.benchmark.formulas_per_bin=[1,1,0,0]", "templates.max_atoms=12",
         "references.per_element=1", "references.elements=[Na,Cl,O]",
+        # one torch model over one more seed
+        "seed_spread.seeds=[43]", *[f"~seed_spread.runs.{run}" for run in compose()["seed_spread"]["runs"]
+                                    if run != "volume_from_geometry-wide_deep"],
         *[f"train.matrix.{group}.{axis}=[{','.join(values)}]" for group, axes in TINY_MATRIX.items()
           for axis, values in axes.items()]]
 

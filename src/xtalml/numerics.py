@@ -8,8 +8,10 @@ a network early-stopped on a validation loss carries last-bit differences into d
 - ATEN_CPU_CAPABILITY=avx2: ATen's AVX2 kernels, also on AVX-512 CPUs.
 - ONEDNN_MAX_CPU_ISA=AVX2 and oneDNN off for torch's CPU ops: no JIT kernel shaped by the CPU's caches.
 - torch.use_deterministic_algorithms and a fixed thread count (MKL's CNR holds for a fixed number of threads).
+- numpy's and scipy's OpenBLAS on its Haswell (AVX2) kernels (OPENBLAS_CORETYPE), and numpy's own loops without their
+  AVX-512 versions (NPY_DISABLE_CPU_FEATURES, numpy 2.4's names): ASE's relaxation steps, scikit-learn's BLAS calls.
 The environment is read by each library when it loads, so pin_cpu_kernels() runs when xtalml is imported, before
-torch is. XTALML_NUMERICS=native leaves every library to choose (benchmarks/determinism.py's control).
+torch and numpy are. XTALML_NUMERICS=native leaves every library to choose (benchmarks/determinism.py's control).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import os
 import platform
 
-PINNED_ENVIRONMENT = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PINNED_ENVIRONMENT = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                      "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
 INFERENCE_TORCH_THREADS = 2  # torch's threads outside the train stages (which take train.torch_threads)
 
 
@@ -56,3 +59,15 @@ def torch_settings() -> dict[str, str]:
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
             "mkldnn": str(torch.backends.mkldnn.enabled), "deterministic": str(torch.are_deterministic_algorithms_enabled()),
             **{name.lower(): os.environ.get(name, "") for name in PINNED_ENVIRONMENT}}
+
+
+def numpy_settings() -> dict[str, str]:
+    """What numpy and scipy run with: OpenBLAS's kernels (per library) and whether numpy's AVX-512 loops are on."""
+    import numpy as np
+    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS)
+    from numpy._core._multiarray_umath import __cpu_features__
+    from threadpoolctl import threadpool_info
+
+    kernels = sorted({str(info.get("architecture")) for info in threadpool_info() if info["internal_api"] == "openblas"})
+    return {"openblas": ",".join(kernels), "numpy_avx512": str(bool(__cpu_features__.get("X86_V4"))),
+            "numpy": np.__version__}

@@ -283,6 +283,23 @@ def ablation_table(ablation: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, dtype=object)
 
 
+def seed_spread_table(spreads: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per seed_spread run: its headline test figure per seed, the spread, the nearest other model and the
+    gap to it, and whether no other model's figure falls within the spread."""
+    rows = []
+    for run in spreads:
+        key = run["nearest_model"]["metric"]
+        row = run["metrics"][key]
+        nearest = run["nearest_model"]
+        rows.append({"task": run["task"], "model": run["model"], "metric": key.removeprefix("test."),
+                     **{f"seed {s}": v for s, v in row["per_seed"].items()}, "spread": row["spread"],
+                     "nearest model": f"{nearest['model']} ({fmt(nearest['test'])})" if "model" in nearest else "",
+                     "gap": nearest.get("gap"),
+                     "ranking holds": "yes" if run.get("ranking_holds_over_seeds") else
+                     "no: " + ", ".join(run.get("models_within_range", []))})
+    return pd.DataFrame(rows)
+
+
 def lattice_table(all_metrics: Mapping[str, dict[str, dict]], lattice_task: str = "bravais_from_composition") -> pd.DataFrame:
     """Bravais-lattice test accuracy of the direct lattice models beside that of each space-group model's summed groups."""
     rows = [{"task": lattice_task, "model": model, "how": "direct Bravais-lattice model", "Bravais accuracy": m["test"]["accuracy"]}
@@ -589,8 +606,22 @@ def _conformal_section(ctx: ReportContext) -> list[str]:
             "`xtalml predict --coverage 0.9` returns these sets.", "", markdown_table(conformal_table(conformal)), ""]
 
 
+def _seed_spread_section(ctx: ReportContext) -> list[str]:
+    runs = [ctx.json(ctx.inputs.evaluation / "seed_spread" / f"{key}.json")
+            for key in ctx.params.get("seed_spread", {}).get("runs", {})]
+    runs = [run for run in runs if run]
+    if not runs:
+        return []
+    return ["## Seed spread", "",
+            "Test figures of torch models refitted at other seeds (`seed_spread` stages: same rows, threads and "
+            "kernels, only the seed differs; the train stage's seed is the committed model). The ranking holds when "
+            "no other model's test figure lies within the model's range over seeds.", "",
+            markdown_table(seed_spread_table(runs)), ""]
+
+
 SECTIONS = (_intro_section, _results_section, _data_section, _task_sections, _by_source_section, _bravais_section,
-            _published_section, _split_modes_section, _ablation_section, _leakage_section, _conformal_section)
+            _published_section, _split_modes_section, _ablation_section, _leakage_section, _conformal_section,
+            _seed_spread_section)
 
 
 def build_report(params: Mapping[str, Any], inputs: ReportInputs, figures_dir: Path,

@@ -17,17 +17,15 @@ CARRIED = ("input", "arm", "index", "source", "group", "units", "p_group", "scor
 
 
 def _calculator():
-    """CHGNet's pretrained model as an ASE calculator, loaded once per worker process."""
+    """CHGNet's pretrained model as an ASE calculator (xtalml.structures.potential), loaded once per worker process."""
     if "chgnet" not in _CALCULATOR:
         from xtalml.numerics import configure_torch
 
         configure_torch(threads=1)
-        from chgnet.model import CHGNet
-        from chgnet.model.dynamics import CHGNetCalculator
+        from xtalml.structures.potential import chgnet_calculator
 
         with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner: stdout is the CLI's JSON
-            model = CHGNet.load(verbose=False)
-            _CALCULATOR["chgnet"] = CHGNetCalculator(model=model, use_device="cpu")
+            _CALCULATOR["chgnet"] = chgnet_calculator()
     return _CALCULATOR["chgnet"]
 
 
