@@ -11,6 +11,7 @@ and tables under --out.
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import joblib
@@ -18,7 +19,7 @@ import pandas as pd
 
 from xtalml.champions import registered_champions
 from xtalml.config import load_params
-from xtalml.predict import load_predictor
+from xtalml.predict import formula_estimates, load_predictor
 from xtalml.structures.csp import headline, run_benchmark
 
 
@@ -36,7 +37,8 @@ def main() -> None:
                                                                      "volume_per_atom_from_composition")))
     start = time.perf_counter()
     source = Path("data/sources") / params["generate"]["benchmark"]["source"]
-    _, per_formula, summary = run_benchmark(params, predictor, joblib.load("models/lattice/lattice.pkl"), args.out, source,
+    _, per_formula, summary = run_benchmark(params, partial(formula_estimates, predictor),
+                                            joblib.load("models/lattice/lattice.pkl"), args.out, source,
                                             library=pd.read_parquet("data/templates/library.parquet"))
     seconds = time.perf_counter() - start
     per_formula.drop(columns=["curve"]).to_csv(args.out / "per_formula.csv", index=False)

@@ -131,7 +131,7 @@ def compare_settings(runs: list[str], settings: list[str], native: bool, seed: i
 
 
 def seed_spread(runs: list[str], seeds: list[int], train_seed: int, json_path: str | None) -> None:
-    from xtalml.evaluation.seed_spread import spread_table
+    from xtalml.studies.seed_spread import spread_table
 
     table = {}
     for run in runs:

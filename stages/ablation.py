@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from xtalml.config import load_params
-from xtalml.evaluation.ablation import feature_set_ablation
+from xtalml.studies.ablation import feature_set_ablation
 from xtalml.models.registry import fix_thread_counts
 from xtalml.tasks import DataDirs
 

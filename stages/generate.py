@@ -4,6 +4,7 @@ true group), relaxed with CHGNet on Dask; never a template of the target's own f
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import joblib
@@ -12,7 +13,7 @@ import pandas as pd
 from xtalml.champions import registered_champions
 from xtalml.config import load_params, section
 from xtalml.experiments import describe_experiment
-from xtalml.predict import load_predictor
+from xtalml.predict import formula_estimates, load_predictor
 from xtalml.structures.csp import headline, run_benchmark, write_outputs
 from xtalml.tasks import DataDirs
 from xtalml.tracking import experiment_id, tracking_uri
@@ -86,7 +87,7 @@ def main() -> None:
     references = pd.read_parquet(args.references / "references.parquet").set_index("element").to_dict("index")
     started_ms = int(time.time() * 1000)
     start = time.perf_counter()
-    candidates, per_formula, summary = run_benchmark(params, predictor, lattice, args.out, args.source,
+    candidates, per_formula, summary = run_benchmark(params, partial(formula_estimates, predictor), lattice, args.out, args.source,
                                                      DataDirs(args.features, args.split), library, references)
     summary["seconds"] = time.perf_counter() - start
     summary["models"] = choice

@@ -65,6 +65,9 @@ for task_name in result["tasks"]:  # what the MLflow experiments list shows as e
 describe_experiment(PREDICTOR_EXPERIMENT, "The xtalml-predictor pyfunc: what `xtalml predict` answers (Bravais lattice, "
                     "space groups, volume per atom, cell) from each task's champion, in compact form, registered as "
                     "xtalml-predictor@champion.", args.tracking_uri)
+describe_experiment("Default", "MLflow's own experiment, which every store has: xtalml logs no run here. Training runs are "
+                    "in one experiment per task; seed_spread, lattice_from_composition, crystal_structure_prediction "
+                    "and xtalml-predictor hold the other stages' runs.", args.tracking_uri)
 print(f"register: {predictor['name']}@champion version {predictor['version']} with "
       + ", ".join(f"{task} {e['model']} ({e['form']})" for task, e in predictor["served"].items()))
 args.record.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from xtalml.config import load_params, section
-from xtalml.evaluation.seed_spread import headline_spread, retrain_over_seeds, seed_spread
+from xtalml.experiments import describe_experiment
+from xtalml.studies.seed_spread import headline_spread, retrain_over_seeds, seed_spread
 from xtalml.models.registry import fix_thread_counts
 from xtalml.tasks import DataDirs
 from xtalml.tracking import flatten, log_results, training_run
@@ -44,6 +45,10 @@ for path in (args.evaluation, args.metrics):
 args.evaluation.write_text(json.dumps(result, indent=2) + "\n")
 headline = headline_spread(result)
 args.metrics.write_text(json.dumps(headline, indent=2) + "\n")
+describe_experiment("seed_spread", "Torch models refit at seed_spread.seeds beside their train stage's seed (train.seed), "
+                    "on the same rows, threads and pinned kernels: one run per task and model with each test figure's "
+                    "mean and spread over the seeds, the task's nearest other model and whether the ranking against "
+                    "every other model holds whatever the seed.")
 with training_run("seed_spread", f"{args.task}/{args.model}"):
     log_results(flatten({"seeds": result["seeds"], "train_seed": train_seed}), flatten(headline),
                 [], {"task": args.task, "seed_spread_of": args.model}, [args.evaluation])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from xtalml.config import load_params
 from xtalml.evaluation.metrics import headline_metrics
-from xtalml.evaluation.split_modes import split_mode_comparison
+from xtalml.studies.split_modes import split_mode_comparison
 from xtalml.models.registry import fix_thread_counts
 
 parser = argparse.ArgumentParser(description=__doc__)

@@ -100,6 +100,37 @@ def import_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return sorted(cycles)
 
 
+# The package's layers, lowest first: a module imports modules of its own layer or of lower ones, never higher.
+LAYERS = (
+    ("xtalml", "numerics", "config", "chemistry", "progress", "tracking"),
+    ("sources", "cif"),
+    ("features", "splitting"),
+    ("models", "tasks"),
+    ("evaluation", "champions", "experiments"),
+    ("training",),
+    ("studies", "structures"),   # studies retrain through training; structures search with what models estimated
+    ("predict",),
+    ("serving",),
+    ("api",),
+    ("cli", "__main__"),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module of the package (by its first name below xtalml)."""
+    part = module.split(".")[1] if "." in module else module
+    for i, names in enumerate(LAYERS):
+        if part in names:
+            return i
+    raise KeyError(f"{module} is in no layer of tests/code_deps.py LAYERS: add its package there")
+
+
+def upward_imports(graph: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """(module, imported module) pairs where a module imports one on a higher layer."""
+    return sorted((module, other) for module, imports in graph.items() for other in imports
+                  if layer_of(other) > layer_of(module))
+
+
 def script_of(cmd: str) -> Path | None:
     """The stages/<name>.py a stage's command runs."""
     found = [token for token in shlex.split(cmd) if re.fullmatch(r"stages/\w+\.py", token)]
@@ -219,3 +250,4 @@ if __name__ == "__main__":
     for stage, issues in path_problems(resolved).items():
         print(stage, issues)
     print("import cycles:", import_cycles(import_graph()))
+    print("imports of a higher layer:", upward_imports(import_graph()))

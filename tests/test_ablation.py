@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from xtalml.evaluation.ablation import subsampled, with_feature_set
+from xtalml.studies.ablation import subsampled, with_feature_set
 from xtalml.features.composition import composition_features
 from xtalml.tasks import TaskData
 

@@ -1,6 +1,8 @@
 """End to end: the whole `dvc repro` on the tiny config, then what users do with its results (MLflow, registry, predict)."""
 
+import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -289,9 +291,16 @@ def test_predict_answers_good_inputs_and_names_bad_ones(repo, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--models", str(tmp_path)],
                              cwd=root, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "is missing: run `dvc repro --glob 'train_*@" in missing.stderr
-    unregistered = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl"], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True)
-    assert unregistered.returncode == 2 and "run `dvc repro register`" in unregistered.stderr  # no silent fallback
+    nowhere = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    assert nowhere.returncode == 2 and "no xtalml project" in nowhere.stderr and "--project" in nowhere.stderr
+    bare = tmp_path / "bare"  # a project that has not run: the message names the stage to run, no silent fallback
+    bare.mkdir()
+    for name in ("dvc.yaml", "params.yaml"):
+        (bare / name).write_bytes((root / name).read_bytes())
+    unregistered = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "--project", str(bare)],
+                                  cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert unregistered.returncode == 2 and "run `dvc repro register`" in unregistered.stderr
 
 
 def test_predict_answers_with_each_tasks_champion_by_default(repo):
@@ -455,8 +464,11 @@ def test_structures_carry_formation_energies_pictures_and_runs_that_read_right(r
         assert "cifs" in {a.path for a in client.list_artifacts(run.info.run_id)}
     ours = next(r for r in runs if r.info.run_name == params["generate"]["arms"][0])
     assert {a.path for a in client.list_artifacts(ours.info.run_id, "pictures")}
-    for name in [*params["tasks"], "crystal_structure_prediction", "lattice_from_composition", "xtalml-predictor"]:
-        assert client.get_experiment_by_name(name).tags.get("mlflow.note.content"), name  # the Description column
+    experiments = client.search_experiments()
+    assert {*params["tasks"], "crystal_structure_prediction", "lattice_from_composition", "xtalml-predictor",
+            "seed_spread", "Default"} <= {e.name for e in experiments}
+    for experiment in experiments:  # every one has a Description column
+        assert experiment.tags.get("mlflow.note.content"), experiment.name
 
 
 def test_seed_spread_adds_the_other_seeds_to_the_train_stages_run_and_the_report_shows_it(repo):
@@ -471,3 +483,32 @@ def test_seed_spread_adds_the_other_seeds_to_the_train_stages_run_and_the_report
     headline = json.loads((root / "metrics/seed_spread/volume_from_geometry-wide_deep.json").read_text())
     assert headline["ranking_holds_over_seeds"] == spread["ranking_holds_over_seeds"]
     assert "## Seed spread" in (root / "reports/report.md").read_text()
+
+
+def test_the_readmes_python_runs_from_another_folder_and_agrees_with_the_cli(repo, tmp_path):
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifParser
+
+    root, env = repo
+    section = (REPO_ROOT / "README.md").read_text().split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks and '"path/to/clone"' in blocks[0]
+    code = "\n".join(blocks).replace('"path/to/clone"', repr(str(root)))
+    code += ("\nimport json\ntable.to_csv('api.csv', index=False)\n"
+             "print(json.dumps({'structure': best.structure.as_dict(), 'source': best.source, 'rank': best.rank}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads(proc.stdout.strip().splitlines()[-1])
+    rock_salt = Structure.from_spacegroup(225, Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert best["rank"] == 1 and StructureMatcher().fit(Structure.from_dict(best["structure"]), rock_salt)
+    [written] = CifParser(str(tmp_path / "NaCl.cif")).parse_structures(primitive=False)
+    assert written.composition.reduced_formula == "NaCl" and "# from " in (tmp_path / "NaCl.cif").read_text()
+    table = pd.read_csv(tmp_path / "api.csv")
+    assert table["input"].tolist() == ["NaCl", "Fe2O3", "Xx2O"] and "unknown element 'Xx'" in table.loc[2, "error"]
+    # the CLI from another folder, given the project: the same figures as the API's table
+    cli = subprocess.run([sys.executable, "-m", "xtalml.cli", "predict", "NaCl", "Fe2O3", "--project", str(root),
+                          "--format", "csv"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    answered = table.iloc[:2].drop(columns="error")
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(cli.stdout)), answered, check_dtype=False)  # NaN rows: floats

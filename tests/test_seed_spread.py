@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from xtalml.evaluation.seed_spread import headline_spread, seed_spread, spread_table
+from xtalml.studies.seed_spread import headline_spread, seed_spread, spread_table
 
 
 def test_spread_is_max_minus_min_over_seeds_of_each_test_and_validation_figure():

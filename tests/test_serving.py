@@ -89,6 +89,15 @@ def test_predict_command_answers_with_a_registered_predictor(store, models_dir, 
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and [a["formula"] for a in out["predictions"]] == ["NaCl"] and "Qq2" in out["errors"]
     assert main(["predict", "NaCl", "--model-uri", "models:/nope@champion", "--tracking-uri", store]) == 2
+    from xtalml.api import load  # the same from Python: the registered predictor's models, no project folder needed
+
+    project = load(model_uri=f"models:/{PREDICTOR_NAME}@champion", tracking_uri=store)
+    table = project.predict(["NaCl", "Qq2"])
+    assert table["input"].tolist() == ["NaCl", "Qq2"] and table.loc[0, "space_group"] and "Qq" in table.loc[1, "error"]
+    top = out["predictions"][0]["space_group_top5"][0]  # what the CLI printed for NaCl
+    assert table.loc[0, "sg_1"] == f"{top['number']} {top['symbol']}" and table.loc[0, "p_sg_1"] == top["p"]
+    with pytest.raises(FileNotFoundError, match="generate needs a project folder"):
+        project.generate("NaCl")
 
 
 def test_mlflow_models_serve_answers_formulas_and_stays_up(store, models_dir, tmp_path, cod_cif_dir):

@@ -1,9 +1,9 @@
 """dvc.yaml declares what each stage runs and touches: its code deps are the import closure of its script, every path
-it reads or writes is on its cmd once, and src/xtalml has no import circle."""
+it reads or writes is on its cmd once, and src/xtalml has no import circle and no import of a higher layer."""
 
 import pytest
-from code_deps import (ROOT, code_closure, dep_problems, dvc_stages, import_cycles, import_graph, minimal_deps,
-                       path_problems)
+from code_deps import (ROOT, code_closure, dep_problems, dvc_stages, import_cycles, import_graph, layer_of,
+                       minimal_deps, path_problems, upward_imports)
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +50,12 @@ def test_no_import_circle_in_the_package():
     assert import_cycles(import_graph()) == []
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
     assert import_cycles(graph) == [["a", "b", "c"], ["e"]]
+
+
+def test_no_module_imports_one_on_a_higher_layer():
+    graph = import_graph()
+    assert upward_imports(graph) == [], "a module imports one on a higher layer (tests/code_deps.py LAYERS)"
+    assert layer_of("xtalml.studies.ablation") > layer_of("xtalml.training") > layer_of("xtalml.evaluation.metrics")
+    assert layer_of("xtalml.predict") > layer_of("xtalml.structures.search")
+    assert upward_imports({"xtalml.structures.search": {"xtalml.predict"}}) == [("xtalml.structures.search",
+                                                                                  "xtalml.predict")]

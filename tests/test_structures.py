@@ -99,12 +99,13 @@ def test_generate_on_a_local_cluster_answers_good_formulas_and_names_bad_ones(lo
     from pymatgen.core import Lattice, Structure
     from pymatgen.io.cif import CifParser
 
-    from xtalml.predict import load_predictor
+    from xtalml.predict import formula_estimates, load_predictor
     from xtalml.structures.search import generate_structures
 
     predictor = load_predictor(models_dir, {t: CHOICE[t] for t in ("sg_from_composition", "volume_per_atom_from_composition")})
     settings = SearchSettings(candidates=2, top_k=2, steps=80, candidate_time_limit_s=30)
-    answer = generate_structures(["NaCl", "Xx2O", "Fe0.123O", "NaCl"], predictor, None, settings, local_client, tmp_path)
+    formulas = ["NaCl", "Xx2O", "Fe0.123O"]
+    answer = generate_structures(formulas, formula_estimates(predictor, formulas), None, settings, local_client, tmp_path)
     assert set(answer["errors"]) == {"Xx2O", "Fe0.123O"}
     assert "unknown element" in answer["errors"]["Xx2O"] and "fractional" in answer["errors"]["Fe0.123O"]
     [nacl] = answer["structures"]

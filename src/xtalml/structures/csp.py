@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -33,7 +33,8 @@ def truth_spec(formula: str, structure, settings: SearchSettings) -> dict[str, A
             "time_limit_s": settings.candidate_time_limit_s, "fix_symmetry": False}
 
 
-def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[str, Any] | None, out_dir: Path,
+def run_benchmark(params: Mapping[str, Any], estimate: Callable[[list[str]], Mapping[str, Any]],
+                  lattice_bundle: Mapping[str, Any] | None, out_dir: Path,
                   source_dir: Path, data: DataDirs = DataDirs(), library: pd.DataFrame | None = None,
                   references: Mapping[str, Mapping[str, Any]] | None = None,
                   client=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -41,8 +42,8 @@ def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[
     download and parse stages' folder of generate.benchmark.source), templates from `library` but never one of the
     target's own reduced formula; each kept candidate's formation energy against `references`, and the matched
     ones' beside the true structure's (relaxed the same way); CIFs of the kept candidates under
-    out_dir/cifs/<arm>/<formula>/."""
-    from xtalml.predict import formula_estimates
+    out_dir/cifs/<arm>/<formula>/. estimate(formulas) gives the models' space-group probabilities, volumes per atom
+    and features of the formulas (xtalml.predict.formula_estimates of a loaded predictor)."""
     from xtalml.structures.references import formation_energy
     from xtalml.structures.templates import template_options
 
@@ -56,7 +57,7 @@ def run_benchmark(params: Mapping[str, Any], predictor, lattice_bundle: Mapping[
     if table.empty:
         raise ValueError(f"generate: no ordered test structure of {source} fits the benchmark's atom bins")
     formulas = table["formula"].tolist()
-    estimates = formula_estimates(predictor, formulas)
+    estimates = estimate(formulas)
     frequencies = training_frequencies(params["tasks"][cfg["space_group_task"]], data)
     lattice_rows = lattice_predictor(lattice_bundle, estimates["features"])
     specs, refused, coverage = [], [], []

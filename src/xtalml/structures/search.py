@@ -274,14 +274,18 @@ def provenance(candidate: Mapping[str, Any]) -> str:
     return f"pyxtal random structure, Z = {candidate['units']}"
 
 
-def write_cif(candidate: Mapping[str, Any], folder: Path) -> Path:
-    """One CIF per kept candidate; comment lines carry where it came from, its group and the model's probability of
-    it, the relaxed group (spglib), the energy per atom and the rank."""
+def cif_name(candidate: Mapping[str, Any]) -> str:
+    """A kept candidate's file name: rank, reduced formula, relaxed space group."""
+    structure = candidate["structure"]
+    return f"{candidate['rank']:02d}_{_safe(structure.composition.reduced_formula)}_sg{candidate['space_group_number']}.cif"
+
+
+def cif_text(candidate: Mapping[str, Any]) -> str:
+    """A kept candidate as a CIF whose comment lines carry where it came from, its group and the model's probability
+    of it, the relaxed group (spglib), the energy and formation energy per atom and the rank."""
     from pymatgen.io.cif import CifWriter
 
-    folder.mkdir(parents=True, exist_ok=True)
     structure = candidate["structure"]
-    path = folder / f"{candidate['rank']:02d}_{_safe(structure.composition.reduced_formula)}_sg{candidate['space_group_number']}.cif"
     energy = candidate.get("energy_per_atom")
     formation = candidate.get("formation_energy_per_atom")
     refs = ", ".join(f"{el}: {proto}" for el, proto in (candidate.get("references") or {}).items())
@@ -297,7 +301,14 @@ def write_cif(candidate: Mapping[str, Any], folder: Path) -> Path:
         body = str(CifWriter(structure, symprec=0.1))
     except Exception:  # noqa: BLE001 - symmetrising can fail on a distorted cell; P1 then
         body = str(CifWriter(structure))
-    path.write_text("\n".join(comments) + "\n" + body)
+    return "\n".join(comments) + "\n" + body
+
+
+def write_cif(candidate: Mapping[str, Any], folder: Path) -> Path:
+    """One CIF per kept candidate (cif_text), named by cif_name, in folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / cif_name(candidate)
+    path.write_text(cif_text(candidate))
     return path
 
 
@@ -353,20 +364,24 @@ def _failure_reason(results: Sequence[Mapping[str, Any]]) -> str:
     return "no candidate could be built or relaxed (" + ", ".join(f"{n} x {k}" for k, n in reasons.items()) + ")"
 
 
-def generate_structures(formulas: Sequence[str], predictor, lattice_bundle: Mapping[str, Any] | None,
-                        settings: SearchSettings, client, out_dir: Path | None = None,
-                        library=None, references: Mapping[str, Mapping[str, Any]] | None = None,
-                        pictures: bool = False) -> dict[str, Any]:
-    """{"structures": [{"input", "candidates": [...]}], "errors": {input: reason}} for every formula: templates of the
-    library (known structures, a member of the formula's own included), then PyXtal in the space-group model's groups;
-    each with its formation energy per atom against `references` (xtalml.structures.references; a reason where an
-    element has none); CIFs (and with pictures, a PNG per CIF) under out_dir/<input>/ when given."""
+def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
+                        lattice_bundle: Mapping[str, Any] | None, settings: SearchSettings, client,
+                        out_dir: Path | None = None, library=None,
+                        references: Mapping[str, Mapping[str, Any]] | None = None,
+                        pictures: bool = False, keep_structures: bool = False) -> dict[str, Any]:
+    """{"structures": [{"input", "candidates": [...]}], "errors": {input: reason}} for every formula (distinct,
+    in the rows of `estimates`: the models' space-group probabilities, volumes per atom, features and errors, as
+    xtalml.predict.formula_estimates gives them): templates of the library (known structures, a member of the
+    formula's own included), then PyXtal in the space-group model's groups; each with its formation energy per atom
+    against `references` (xtalml.structures.references; a reason where an element has none); CIFs (and with
+    pictures, a PNG per CIF) under out_dir/<input>/ when given. keep_structures: each candidate row also holds its
+    relaxed pymatgen Structure ("structure") and its CIF text ("cif_text"), which JSON cannot hold."""
     from xtalml.structures.references import formation_energy
-    from xtalml.predict import formula_estimates
     from xtalml.structures.templates import template_options
 
-    formulas = list(dict.fromkeys(formulas))
-    estimates = formula_estimates(predictor, formulas)
+    formulas = list(formulas)
+    if len(set(formulas)) != len(formulas) or len(estimates["volume_per_atom"]) != len(formulas):
+        raise ValueError("generate_structures: give distinct formulas, one row of estimates each")
     errors: dict[str, str] = dict(estimates["errors"])
     lattice_rows = lattice_predictor(lattice_bundle, estimates["features"])
     specs = []
@@ -395,8 +410,14 @@ def generate_structures(formulas: Sequence[str], predictor, lattice_bundle: Mapp
         folder = None if out_dir is None else Path(out_dir) / _safe(formula)
         rows = []
         for c in kept:
-            cif = None if folder is None else write_cif(c, folder)
+            text = cif_text(c) if folder is not None or keep_structures else None
+            cif = None if folder is None else folder / cif_name(c)
+            if cif is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                cif.write_text(text)
             rows.append(candidate_row(c, cif))
+            if keep_structures:
+                rows[-1] |= {"structure": c["structure"], "cif_text": text, "cif_name": cif_name(c)}
             if pictures and cif is not None:
                 rows[-1]["png"] = str(candidate_picture(c, cif.with_suffix(".png")))
         structures.append({"input": formula, "candidates": rows})
