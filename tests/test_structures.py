@@ -122,6 +122,24 @@ def test_generate_on_a_local_cluster_answers_good_formulas_and_names_bad_ones(lo
     assert StructureMatcher().fit(ranked[0]["structure"], rock_salt)  # the true group finds rock salt
 
 
+def test_a_staged_relaxation_relaxes_only_the_best_candidates_fully_and_marks_the_others(local_client):
+    from xtalml.structures.search import relax_best_further
+
+    short = SearchSettings(candidates=4, steps=2, candidate_time_limit_s=30)
+    specs = candidate_specs("NaCl", "oracle", short, volume_per_atom=30.0, true_group=225)  # too large: steps to go
+    first = run_specs(local_client, specs, 600)
+    assert all(r["relax_steps"] <= 3 for r in first)  # ASE counts the start as one
+    staged = relax_best_further(local_client, specs, first, SearchSettings(steps=60, full_relaxations=1))
+    full = [r for r in staged if r["relaxation"] == "full"]
+    assert len(full) == 1 and [r["relaxation"] for r in staged].count("short") == 3
+    [before] = [r for r in first if r["index"] == full[0]["index"]]
+    assert full[0]["relax_steps"] > before["relax_steps"] + 3 and full[0]["energy_per_atom"] < before["energy_per_atom"]
+    best_short = rank_candidates(first)[0]  # the one the short stage ranked first went on
+    assert full[0]["index"] == best_short["index"]
+    ranked = rank_candidates(staged)
+    assert ranked[0]["relaxation"] == "full" and all(r["relaxation"] == "short" for r in ranked[1:])
+
+
 def test_time_limits_stop_a_relaxation_and_a_formula(local_client):
     settings = SearchSettings(candidates=1, candidate_time_limit_s=0.0)
     squeezed = candidate_specs("ZnO", "oracle", settings, volume_per_atom=9.0, true_group=186)  # compressed: not relaxed

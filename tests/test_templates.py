@@ -142,3 +142,20 @@ def test_a_formula_without_templates_gets_pyxtal_candidates(library):
     specs = candidate_specs("MgAl2O4", "ours", settings, volume_per_atom=10.0, proba=np.array([1.0]),
                             classes=np.array(["227"]), templates=[])
     assert [s["source"] for s in specs] == ["pyxtal"] * 3 and {s["group"] for s in specs} == {227}
+
+
+def test_generate_leaves_out_the_formulas_own_templates_when_a_benchmark_asks(library):
+    from xtalml.structures.search import generate_structures
+
+    estimates = {"errors": {}, "features": None, "volume_per_atom": np.array([22.6]),
+                 "space_group_proba": np.array([[0.3, 0.7]]), "space_group_classes": np.array(["221", "225"])}
+    settings = SearchSettings(candidates=2, templates=2, max_atoms=16, steps=20, short_steps=2, full_relaxations=1)
+    with dask_client(n_workers=1) as client:
+        own = generate_structures(["NaCl"], estimates, None, settings, client, library=library)
+        held_out = generate_structures(["NaCl"], estimates, None, settings, client, library=library,
+                                       exclude_own_formula=True)
+    assert any(c["known"] for c in own["structures"][0]["candidates"])
+    rows = held_out["structures"][0]["candidates"]
+    assert rows and not any(c["known"] for c in rows)
+    assert [c["relaxation"] for c in rows].count("full") == 1  # staged: the best one relaxed on, the rest marked
+    assert {c["relaxation"] for c in rows} <= {"full", "short"}

@@ -217,8 +217,10 @@ class Project:
         return result.candidates[formula]
 
     def generate_many(self, formulas: Iterable[str], candidates: int | None = None, *,
-                      out: str | os.PathLike | None = None, pictures: bool = False) -> Generated:
-        """generate for several formulas on one Dask cluster: candidates per formula and {formula: reason}."""
+                      out: str | os.PathLike | None = None, pictures: bool = False,
+                      exclude_own_formula: bool = False) -> Generated:
+        """generate for several formulas on one Dask cluster: candidates per formula and {formula: reason}.
+        exclude_own_formula: never a known structure of the formula itself (as CSP benchmarks rule)."""
         from xtalml.structures.search import generate_structures
 
         formulas = list(dict.fromkeys(str(f) for f in formulas))
@@ -232,7 +234,8 @@ class Project:
             return Generated({}, {})
         answer = generate_structures(formulas, formula_estimates(self.predictor, formulas), search["lattice"],
                                      settings, self._dask(), None if out is None else Path(out), search["library"],
-                                     search["references"], pictures=pictures, keep_structures=True)
+                                     search["references"], pictures=pictures, keep_structures=True,
+                                     exclude_own_formula=exclude_own_formula)
         found = {}
         for entry in answer["structures"]:
             found[entry["input"]] = [_candidate(entry["input"], row) for row in entry["candidates"]]

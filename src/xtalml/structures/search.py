@@ -3,6 +3,7 @@ relaxed as Dask tasks, duplicates merged, ranked by energy per atom; CIFs writte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -44,6 +45,11 @@ class SearchSettings:
     fix_symmetry: bool = False
     steps: int = 200
     max_atom_steps: int | None = None  # a relaxation of n atoms takes at most max_atom_steps / n steps
+    # staged relaxation (generate_structures): every candidate first takes at most short_steps (and
+    # short_max_atom_steps / n) steps; the full_relaxations best by the ranking then go on to `steps`. None: one stage
+    short_steps: int | None = None
+    short_max_atom_steps: int | None = None
+    full_relaxations: int = 3
     candidate_time_limit_s: float = 60.0
     formula_time_limit_s: float = 600.0
     seed: int = 42
@@ -263,6 +269,31 @@ def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 
     return kept
 
 
+def relax_best_further(client, specs: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
+                       settings: SearchSettings) -> list[dict[str, Any]]:
+    """The second stage of a staged relaxation: per formula, the settings.full_relaxations best candidates of the short
+    stage (ranked, duplicates merged) relax on from where they stopped, to settings.steps; every result says the stage
+    it reached ("relaxation": "short" or "full"), its steps and seconds summed over both stages."""
+    spec_of = {(s["input"], s["index"]): s for s in specs}
+    follow = []
+    for formula in dict.fromkeys(r["input"] for r in results):
+        best = rank_candidates([r for r in results if r["input"] == formula], settings.score_weight)
+        for r in best[:settings.full_relaxations]:
+            follow.append({**spec_of[(formula, r["index"])], "as_given": True, "steps": settings.steps,
+                           "template": json.dumps(r["structure"].as_dict()), "max_atom_steps": settings.max_atom_steps})
+    further = {(r["input"], r["index"]): r for r in (run_specs(client, follow, settings.formula_time_limit_s)
+                                                     if follow else []) if r.get("structure") is not None}
+    out = []
+    for r in results:
+        done = further.get((r["input"], r["index"]))
+        if done is None:
+            out.append({**r, "relaxation": "short" if r.get("structure") is not None else None})
+        else:
+            out.append({**done, "relaxation": "full", "relax_steps": r.get("relax_steps", 0) + done.get("relax_steps", 0),
+                        "seconds": r["seconds"] + done["seconds"]})
+    return out
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "formula"
 
@@ -336,7 +367,8 @@ def candidate_row(candidate: Mapping[str, Any], cif: Path | None) -> dict[str, A
             **({"references": candidate["references"]} if candidate.get("references") else
                {"formation_energy_error": candidate.get("formation_energy_error")}),
             "volume_per_atom": round(float(candidate["volume_per_atom"]), 3), "duplicates": candidate["duplicates"],
-            "cif": None if cif is None else str(cif)}
+            "relaxation": candidate.get("relaxation", None if energy is None else "full"),
+            "relax_steps": candidate.get("relax_steps"), "cif": None if cif is None else str(cif)}
 
 
 def lattice_predictor(bundle: Mapping[str, Any] | None, features) -> Any:
@@ -368,14 +400,17 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
                         lattice_bundle: Mapping[str, Any] | None, settings: SearchSettings, client,
                         out_dir: Path | None = None, library=None,
                         references: Mapping[str, Mapping[str, Any]] | None = None,
-                        pictures: bool = False, keep_structures: bool = False) -> dict[str, Any]:
+                        pictures: bool = False, keep_structures: bool = False,
+                        exclude_own_formula: bool = False) -> dict[str, Any]:
     """{"structures": [{"input", "candidates": [...]}], "errors": {input: reason}} for every formula (distinct,
     in the rows of `estimates`: the models' space-group probabilities, volumes per atom, features and errors, as
     xtalml.predict.formula_estimates gives them): templates of the library (known structures, a member of the
     formula's own included), then PyXtal in the space-group model's groups; each with its formation energy per atom
     against `references` (xtalml.structures.references; a reason where an element has none); CIFs (and with
     pictures, a PNG per CIF) under out_dir/<input>/ when given. keep_structures: each candidate row also holds its
-    relaxed pymatgen Structure ("structure") and its CIF text ("cif_text"), which JSON cannot hold."""
+    relaxed pymatgen Structure ("structure") and its CIF text ("cif_text"), which JSON cannot hold.
+    exclude_own_formula: no template of the formula's own reduced formula (a benchmark's rule). With
+    settings.short_steps, the relaxation is staged (relax_best_further)."""
     from xtalml.structures.references import formation_energy
     from xtalml.structures.templates import template_options
 
@@ -384,18 +419,24 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
         raise ValueError("generate_structures: give distinct formulas, one row of estimates each")
     errors: dict[str, str] = dict(estimates["errors"])
     lattice_rows = lattice_predictor(lattice_bundle, estimates["features"])
+    staged = settings.short_steps is not None
+    first = (dataclasses.replace(settings, steps=settings.short_steps, max_atom_steps=settings.short_max_atom_steps)
+             if staged else settings)
     specs = []
     for i, formula in enumerate(formulas):
         if formula in errors:
             continue
         try:
-            options = template_options(formula, library) if library is not None else []
-            specs += candidate_specs(formula, "ours", settings, volume_per_atom=float(estimates["volume_per_atom"][i]),
+            options = (template_options(formula, library, exclude_formula=formula if exclude_own_formula else None)
+                       if library is not None else [])
+            specs += candidate_specs(formula, "ours", first, volume_per_atom=float(estimates["volume_per_atom"][i]),
                                      proba=estimates["space_group_proba"][i], classes=estimates["space_group_classes"],
                                      lattice_of=lattice_rows(i), templates=options)
         except CandidateError as exc:
             errors[formula] = str(exc)
     results = run_specs(client, specs, settings.formula_time_limit_s) if specs else []
+    if staged and results:
+        results = relax_best_further(client, specs, results, settings)
     structures = []
     for formula in formulas:
         if formula in errors:
