@@ -159,3 +159,22 @@ def test_generate_leaves_out_the_formulas_own_templates_when_a_benchmark_asks(li
     assert rows and not any(c["known"] for c in rows)
     assert [c["relaxation"] for c in rows].count("full") == 1  # staged: the best one relaxed on, the rest marked
     assert {c["relaxation"] for c in rows} <= {"full", "short"}
+
+
+def test_candidates_span_the_models_most_probable_groups_when_asked(library):
+    options = template_options("KBr", library)  # rock salt (225) and CsCl (221): no template in Pnma (62)
+    classes, proba = np.array(["62", "225", "221", "216"]), np.array([0.4, 0.3, 0.2, 0.1])
+    settings = SearchSettings(candidates=2, templates=2, max_atoms=16)
+    crowded = candidate_specs("KBr", "ours", settings, volume_per_atom=30.0, proba=proba, classes=classes,
+                              templates=options)
+    assert [(s["source"], s["group"]) for s in crowded] == [("template", 225), ("template", 221)]  # 62 never tried
+    settings.cover_groups = 2
+    covering = candidate_specs("KBr", "ours", settings, volume_per_atom=30.0, proba=proba, classes=classes,
+                               templates=options)
+    assert sorted((s["source"], s["group"]) for s in covering) == [("pyxtal", 62), ("template", 225)]
+    assert next(s for s in covering if s["group"] == 62)["p_group"] == pytest.approx(0.4)
+    settings.candidates, settings.cover_groups = 4, 3  # room left: the other templates by score, then PyXtal
+    wider = candidate_specs("KBr", "ours", settings, volume_per_atom=30.0, proba=proba, classes=classes,
+                            templates=options)
+    assert [s["group"] for s in wider if s["source"] == "template"] == [225, 221] and len(wider) == 4
+    assert {s["group"] for s in wider} >= {62, 225, 221}

@@ -207,34 +207,37 @@ class Project:
         return answers_frame(self.answers(inputs, coverage, timeout=timeout))
 
     def generate(self, formula: str, candidates: int | None = None, *, out: str | os.PathLike | None = None,
-                 pictures: bool = False) -> list[Candidate]:
+                 pictures: bool = False, search: Mapping[str, Any] | None = None) -> list[Candidate]:
         """Ranked candidate structures of one formula, best first (known structures with its elements, PyXtal
         structures in the predicted groups, relaxed with CHGNet); ValueError naming the formula when none is found.
-        out: also write their CIFs (and with pictures, PNGs) under out/<formula>/."""
-        result = self.generate_many([formula], candidates, out=out, pictures=pictures)
+        out: also write their CIFs (and with pictures, PNGs) under out/<formula>/. search: settings of
+        params.yaml's generate.search to change for this call, e.g. {"steps": 400}."""
+        result = self.generate_many([formula], candidates, out=out, pictures=pictures, search=search)
         if formula in result.errors:
             raise ValueError(f"{formula}: {result.errors[formula]}")
         return result.candidates[formula]
 
     def generate_many(self, formulas: Iterable[str], candidates: int | None = None, *,
                       out: str | os.PathLike | None = None, pictures: bool = False,
-                      exclude_own_formula: bool = False) -> Generated:
+                      search: Mapping[str, Any] | None = None, exclude_own_formula: bool = False) -> Generated:
         """generate for several formulas on one Dask cluster: candidates per formula and {formula: reason}.
         exclude_own_formula: never a known structure of the formula itself (as CSP benchmarks rule)."""
-        from xtalml.structures.search import generate_structures
+        from xtalml.structures.search import SearchSettings, generate_structures
 
         formulas = list(dict.fromkeys(str(f) for f in formulas))
-        search = self._search_inputs()
-        settings = search["settings"]
+        inputs = self._search_inputs()
+        settings = inputs["settings"]
+        if search:
+            settings = SearchSettings.from_params({**dataclasses.asdict(settings), **search})
         if candidates is not None:
             if int(candidates) < 1:
                 raise ValueError(f"candidates must be at least 1, got {candidates}")
             settings = dataclasses.replace(settings, candidates=int(candidates))
         if not formulas:
             return Generated({}, {})
-        answer = generate_structures(formulas, formula_estimates(self.predictor, formulas), search["lattice"],
-                                     settings, self._dask(), None if out is None else Path(out), search["library"],
-                                     search["references"], pictures=pictures, keep_structures=True,
+        answer = generate_structures(formulas, formula_estimates(self.predictor, formulas), inputs["lattice"],
+                                     settings, self._dask(), None if out is None else Path(out), inputs["library"],
+                                     inputs["references"], pictures=pictures, keep_structures=True,
                                      exclude_own_formula=exclude_own_formula)
         found = {}
         for entry in answer["structures"]:

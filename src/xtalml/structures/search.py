@@ -16,7 +16,8 @@ import numpy as np
 
 from xtalml.cif.symmetry import space_group_info
 from xtalml.progress import progress
-from xtalml.structures.candidates import (CandidateError, formula_counts, plan_candidates, random_groups, top_groups)
+from xtalml.structures.candidates import (CandidateError, compatible_units, formula_counts, plan_candidates,
+                                          random_groups, top_groups)
 from xtalml.structures.lattice import cell_parameters
 from xtalml.structures.relax import CARRIED
 from xtalml.structures.wyckoff_prior import prior_sites
@@ -38,6 +39,8 @@ class SearchSettings:
     max_atoms: int = 40
     units_per_group: int = 2
     templates: int = 10        # at most this many of the candidates are templates; PyXtal fills the rest
+    cover_groups: int = 0      # the candidates span the model's cover_groups most probable groups first: in each, its
+                               # best template, else a PyXtal structure (ours; 0: templates by score alone)
     template_weights: dict = field(default_factory=lambda: {"space_group": 1.0, "substitution": 1.0, "members": 0.0})
     wyckoff_prior: bool = True  # PyXtal candidates take Wyckoff positions drawn from Materials Project frequencies
     score_weight: float = 0.1   # relaxed candidates rank by energy per atom (eV) - score_weight x their score
@@ -111,6 +114,31 @@ def ranked_templates(options: Sequence[Mapping[str, Any]], groups: Mapping[int, 
     return out
 
 
+def covering_candidates(ranked: Sequence[Mapping[str, Any]], groups: Mapping[int, float], counts: Sequence[int],
+                        settings: SearchSettings) -> tuple[list[Mapping[str, Any]], list[tuple[int, int]]]:
+    """(templates, PyXtal (group, Z)) of a candidate set that spans the settings.cover_groups most probable groups
+    (`groups`, most probable first): each group's best template, else a PyXtal structure at its smallest compatible Z;
+    then the other templates by score, within the budget of candidates and of templates."""
+    slots: list[tuple[str, Any]] = []
+    for group in list(groups)[:settings.cover_groups]:
+        best = next((o for o in ranked if o["space_group"] == group), None)
+        if best is not None:
+            slots.append(("template", best))
+        elif units := compatible_units(group, tuple(counts), settings.max_atoms):
+            slots.append(("pyxtal", (group, units[0])))
+    taken = {id(o) for kind, o in slots if kind == "template"}
+    slots += [("template", o) for o in ranked if id(o) not in taken]
+    templates, pyxtal = [], []
+    for kind, item in slots:
+        if len(templates) + len(pyxtal) >= settings.candidates:
+            break
+        if kind == "pyxtal":
+            pyxtal.append(item)
+        elif len(templates) < settings.templates:
+            templates.append(item)
+    return templates, pyxtal
+
+
 def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_per_atom: float,
                     proba: np.ndarray | None = None, classes: Sequence[str] | None = None,
                     frequencies: Mapping[int, float] | None = None, true_group: int | None = None,
@@ -127,14 +155,19 @@ def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_
     groups = group_probabilities(proba, classes)
     weights = dict(settings.template_weights)
     chosen: list[dict[str, Any]] = []
+    covering: list[tuple[int, int]] = []
     if arm in ("ours", "unrelaxed", "templates_only", "oracle"):
         if arm == "templates_only":
             weights["space_group"] = 0.0
         only = int(true_group) if arm == "oracle" else None
         chosen = ranked_templates(templates, {only: 1.0} if arm == "oracle" else groups, weights, only)
-        chosen = chosen[:min(settings.templates, settings.candidates)]
-    pyxtal_budget = settings.candidates - len(chosen)
-    plan: list[tuple[int, int]] = []
+        if settings.cover_groups and arm in ("ours", "unrelaxed"):
+            chosen, covering = covering_candidates(chosen, top_groups(proba, classes, settings.probability_mass,
+                                                                      settings.top_k), counts, settings)
+        else:
+            chosen = chosen[:min(settings.templates, settings.candidates)]
+    pyxtal_budget = settings.candidates - len(chosen) - len(covering)
+    plan: list[tuple[int, int]] = list(covering)
     weights_pyxtal: dict[int, float] = {}
     if pyxtal_budget > 0:
         if arm == "random":
@@ -146,10 +179,10 @@ def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_
             if not weights_pyxtal:
                 raise CandidateError(f"formula {formula!r}: the space-group model gives no numbered group")
             try:
-                plan = plan_candidates(counts, weights_pyxtal, pyxtal_budget, settings.max_atoms,
-                                       settings.units_per_group)
+                plan += plan_candidates(counts, weights_pyxtal, pyxtal_budget, settings.max_atoms,
+                                        settings.units_per_group)
             except CandidateError:
-                if not chosen:
+                if not chosen and not plan:
                     raise
     common = {"input": formula, "arm": arm, "species": species, "counts": counts, "volume_per_atom": float(volume_per_atom),
               "relax": arm != "unrelaxed", "fmax": settings.fmax, "steps": settings.steps,
