@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 import xtalml
 from xtalml.predict import formula_estimates
@@ -127,7 +128,10 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=20, help="candidates per formula (top-20 needs 20)")
     parser.add_argument("--project", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cspbench"))
+    parser.add_argument("--search", action="append", default=[], metavar="KEY=VALUE",
+                        help="a generate.search setting for this run, e.g. cover_groups=3 (repeatable)")
     args = parser.parse_args()
+    search = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.search)}
     if (args.csv is None) == (args.val is None):
         parser.error("give --csv (CSPBench) or --val N (validation formulas)")
     start = time.perf_counter()
@@ -135,7 +139,8 @@ def main() -> None:
         rows = (cspbench_rows(args.csv, args.per_category) if args.csv else
                 validation_rows(project.root, args.val, seed=42))
         ranks = model_ranks(project, rows["formula"].tolist(), rows["sg_number"].tolist())
-        result = project.generate_many(rows["formula"].tolist(), args.candidates, exclude_own_formula=True)
+        result = project.generate_many(rows["formula"].tolist(), args.candidates, search=search,
+                                       exclude_own_formula=True)
         per_formula = score(rows, result, ranks, source_formulas(project.root))
     seconds = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +149,7 @@ def main() -> None:
     table.to_csv(args.out / "success.csv", index=False)
     print(table.to_string(index=False))
     print("where the true group was lost:", per_formula["lost"].replace("", "found in top 5").value_counts().to_dict())
-    print(json.dumps({"formulas": len(per_formula), "seconds": round(seconds), "seconds_per_formula":
+    print(json.dumps({"formulas": len(per_formula), "search": search, "seconds": round(seconds), "seconds_per_formula":
                       round(seconds / max(1, len(per_formula)), 1), "known_candidates": int(per_formula["known_used"].sum()),
                       "errors": int((per_formula["error"] != "").sum()), "published": PUBLISHED}))
 

@@ -168,6 +168,11 @@ class Project:
         """{task: model} of the models that answer."""
         return {task: bundle.get("name") for task, bundle in self.predictor.bundles.items()}
 
+    @property
+    def search_settings(self) -> Any:
+        """The structure search's settings (params.yaml's generate.search), as a SearchSettings."""
+        return self._search_inputs()["settings"]
+
     def answers(self, inputs: str | os.PathLike | Iterable[str | os.PathLike], coverage: float | None = None, *,
                 timeout: float | None = None) -> list[dict[str, Any]]:
         """One entry per answer in input order: the answer as `xtalml predict --format json` prints it, or
