@@ -55,7 +55,7 @@ def test_directories_binary_and_missing_files_are_named_and_the_rest_answered(ca
     assert errors[str(tmp_path / "somedir.cif")].startswith("is a directory")
     assert errors[str(tmp_path / "formulas.txt")].startswith("is a directory")
     assert errors[str(binary)].startswith("not a UTF-8 text file")
-    assert errors[str(tmp_path / "nothere.txt")] == errors[str(tmp_path / "nothere.csv")] == "file file not found"
+    assert errors[str(tmp_path / "nothere.txt")] == errors[str(tmp_path / "nothere.csv")] == "file not found"
     assert errors[str(tmp_path / "nothere.cif")] == "CIF file not found"
     assert {a["input"] for a in out["predictions"]} == {"SiO2", "NaCl", str(cif)}
 
