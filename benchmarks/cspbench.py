@@ -139,12 +139,17 @@ def main() -> None:
         rows = (cspbench_rows(args.csv, args.per_category) if args.csv else
                 validation_rows(project.root, args.val, seed=42))
         ranks = model_ranks(project, rows["formula"].tolist(), rows["sg_number"].tolist())
-        result = project.generate_many(rows["formula"].tolist(), args.candidates, search=search,
-                                       exclude_own_formula=True)
-        per_formula = score(rows, result, ranks, source_formulas(project.root))
+        held, done = source_formulas(project.root), []
+        args.out.mkdir(parents=True, exist_ok=True)
+        for formula in dict.fromkeys(rows["formula"]):  # one at a time: a stopped run keeps what it scored
+            mine = rows["formula"] == formula
+            result = project.generate_many([formula], args.candidates, search=search, exclude_own_formula=True)
+            done.append(score(rows[mine], result, [r for r, m in zip(ranks, mine) if m], held))
+            pd.concat(done).to_csv(args.out / "per_formula.csv", index=False)
+            print(f"{formula}: {done[-1]['candidate_rank'].tolist()} (true group's rank among the candidates), "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        per_formula = pd.concat(done, ignore_index=True)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    per_formula.to_csv(args.out / "per_formula.csv", index=False)
     table = success_table(per_formula)
     table.to_csv(args.out / "success.csv", index=False)
     print(table.to_string(index=False))
