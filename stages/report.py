@@ -13,6 +13,7 @@ parser.add_argument("--params", default="params.yaml")
 for name, what in (("metrics", "the metrics folder (every stage's figures, metrics/register.json)"),
                    ("evaluation", "data/evaluation: full evaluations"), ("predictions", "data/predictions"),
                    ("plots", "the plots folder"), ("split-modes", "data/split_modes"), ("generate", "data/generate"),
+                   ("discover", "data/discover"),
                    ("sources", "data/sources (rejects of parse)"), ("features", "data/features"),
                    ("split", "data/split")):
     parser.add_argument(f"--{name}", type=Path, required=True, help=what)
@@ -25,7 +26,7 @@ args = parser.parse_args()
 params = load_params(args.params)
 section(params, "report", ["published"])
 inputs = ReportInputs(metrics=args.metrics, evaluation=args.evaluation, split_modes=args.split_modes, plots=args.plots,
-                      predictions=args.predictions, split=args.split, generate=args.generate, features=args.features,
+                      predictions=args.predictions, split=args.split, generate=args.generate, discover=args.discover, features=args.features,
                       sources=args.sources)
 args.report.parent.mkdir(parents=True, exist_ok=True)
 markdown, derived, baselines = build_report(params, inputs, args.figures, args.report.parent)

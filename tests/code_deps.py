@@ -109,6 +109,7 @@ LAYERS = (
     ("evaluation", "champions", "experiments"),
     ("training",),
     ("studies", "structures"),   # studies retrain through training; structures search with what models estimated
+    ("discovery",),              # a chemical system's compositions ranked, searched with the structure search, on a hull
     ("predict",),
     ("serving",),
     ("api",),

@@ -32,7 +32,7 @@ def test_dvc_stages_list_only_their_own_params():
             "bravais_from_composition", "volume_per_atom_from_composition")], "train.seed", "train.torch_threads"],
         # conformal: the champion's models.<name> reaches it through its model file, a dep (known only at run time)
         "conformal": ["conformal", "split_modes.group", "train.matrix", "train.seed", "tasks.${conformal.task}"],
-        "report": ["report", "sources", "tasks", "train.matrix", "seed_spread.runs"],
+        "report": ["report", "discover.hull_tolerance", "sources", "tasks", "train.matrix", "seed_spread.runs"],
         # seed_spread: its train stage's params, and the seeds
         "seed_spread": ["seed_spread.seeds", "tasks.${item.task}", "models.${item.model}", "train.seed",
                         "train.torch_threads"],
@@ -40,7 +40,12 @@ def test_dvc_stages_list_only_their_own_params():
         "lattice": ["lattice", "train.matrix", "featurize.element_tables"],
         "generate": ["generate", "tasks.${generate.space_group_task}", "featurize.element_tables"],
         "templates": ["templates", "sources.${templates.source}.name", "generate.scheduler", "generate.n_workers"],
-        "references": ["references", "generate.search", "generate.scheduler", "generate.n_workers"]}
+        "references": ["references", "generate.search", "generate.scheduler", "generate.n_workers"],
+        "existence": ["existence"],
+        # discover: the generate search's settings and the space-group task it steers by, not the CSP benchmark's
+        "discover": ["discover", "existence.max_elements", "generate.search", "generate.scheduler", "generate.n_workers",
+                     "generate.space_group_task", "sources", "tasks.${generate.space_group_task}",
+                     "featurize.element_tables"]}
     assert set(groups) == {f"train_{group}" for group in compose()["train"]["matrix"]}  # one matrix per group
     for name in groups:  # one definition (a YAML anchor), each group's own axes
         assert stages[name]["matrix"] == {axis: f"${{train.matrix.{name[6:]}.{axis}}}" for axis in ("task", "model")}

@@ -439,7 +439,7 @@ def test_structures_carry_formation_energies_pictures_and_runs_that_read_right(r
 
     root, _ = repo
     references = pd.read_parquet(root / "data/references/references.parquet").set_index("element")
-    assert set(references.index) <= {"Na", "Cl", "O"} and references.loc["Cl", "source"] == "molecule"
+    assert set(references.index) <= {"Na", "Cl", "O", "Mg", "S", "Zn"} and references.loc["Cl", "source"] == "molecule"
     assert references["energy_per_atom"].lt(0).all()
     candidates = pd.read_parquet(root / "data/generate/candidates.parquet")
     summary = json.loads((root / "data/generate/summary.json").read_text())
@@ -512,3 +512,44 @@ def test_the_readmes_python_runs_from_another_folder_and_agrees_with_the_cli(rep
     assert cli.returncode == 0, cli.stderr
     answered = table.iloc[:2].drop(columns="error")
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(cli.stdout)), answered, check_dtype=False)  # NaN rows: floats
+
+
+def test_discover_rediscovers_held_out_systems_and_proposes_compounds_of_a_system(repo, tmp_path):
+    import mlflow
+
+    root, env = repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    existence = json.loads((root / "metrics/existence.json").read_text())
+    assert set(existence["test"]) == {"existence_model", "charge_balance_rule", "random_order"}
+    parts = pd.read_parquet(root / "data/existence/systems.parquet").set_index("system")["part"]
+    summary = json.loads((root / "data/discover/summary.json").read_text())
+    held = [s["system"] for s in summary["systems"]]
+    assert held and all(parts[s] == "test" for s in held)  # held-out systems only: none trained the existence model
+    assert summary["library_rows_dropped"] >= 0 and set(summary["arms"]) == set(params["discover"]["benchmark"]["arms"])
+    per_system = pd.read_parquet(root / "data/discover/per_system.parquet")
+    assert set(per_system["system"]) == set(held) and (per_system["rediscovered"] <= per_system["proposed"]).all()
+    for figures in summary["arms"].values():
+        assert 0 <= figures["formula_recall"] <= figures["proposed_share"] <= 1
+    [picture] = summary["pictures"]
+    report = (root / "reports/report.md").read_text()
+    assert "## Discovery: rediscovering held-out compounds" in report and "## Which compositions exist" in report
+    assert (root / "reports/figures" / f"discover_{Path(picture['path']).name}").stat().st_size > 5_000
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("discovery")
+    assert experiment.tags.get("mlflow.note.content")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(params["discover"]["benchmark"]["arms"])
+    ours = next(r for r in runs if r.info.run_name == params["discover"]["benchmark"]["arms"][0])
+    assert {a.path for a in client.list_artifacts(ours.info.run_id, "hulls")} and ours.inputs.dataset_inputs
+
+    # a user's system beside one with an unknown element: that one is named, the other answered
+    out = tmp_path / "discovered"
+    proc = subprocess.run([sys.executable, "-m", "xtalml.cli", "discover", "Na-Cl", "Ca-Xx-O", "--format", "json",
+                           "--out", str(out)], cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert "unknown element 'Xx'" in answer["errors"]["Ca-Xx-O"]
+    [nacl] = [p for p in answer["proposals"] if p["formula"] == "NaCl"]
+    assert nacl["system"] == "Cl-Na" and nacl["formation_energy_per_atom"] < 0 and nacl["e_above_hull"] == 0
+    assert nacl["new"] is False and nacl["known_in"] and Path(nacl["cif"]).exists()
+    assert Path(answer["hull_pictures"]["Cl-Na"]).stat().st_size > 5_000

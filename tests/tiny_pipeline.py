@@ -45,7 +45,12 @@ TINY = ["sources.primary.limit=300", "sources.cod_index.limit=3000", "sources.oq
         "generate.search.candidates=2", "generate.benchmark.search.candidates=2", "generate.search.top_k=2",
         "generate.search.steps=40", "generate.benchmark.search.steps=40", "generate.benchmark.search.templates=1",
         "generate.benchmark.formulas_per_bin=[1,1,0,0]", "templates.max_atoms=12",
-        "references.per_element=1", "references.elements=[Na,Cl,O]",
+        "references.per_element=1", "references.elements=[Na,Cl,O,Mg,S,Zn]",  # Mg-O and S-Zn: discover's held-out systems
+        # discovery: a small existence model; two held-out systems, two compositions of two candidates each
+        "existence.max_atoms=6", "existence.negatives_per_system=5", "existence.model.n_estimators=20",
+        "existence.model.n_jobs=1", "discover.max_atoms=6", "discover.compositions=2", "discover.known_structures=2",
+        "discover.search.candidates=2", "discover.search.templates=2", "discover.search.steps=20",
+        "discover.benchmark.systems=2", "discover.benchmark.min_known=1",
         # one torch model over one more seed
         "seed_spread.seeds=[43]", *[f"~seed_spread.runs.{run}" for run in compose()["seed_spread"]["runs"]
                                     if run != "volume_from_geometry-wide_deep"],

@@ -1,4 +1,4 @@
-"""xtalml from Python: `load` a project's trained models, then `predict` and `generate`; the CLI calls the same."""
+"""xtalml from Python: `load` a project's trained models, then `predict`, `generate` and `discover`; the CLI calls the same."""
 
 from __future__ import annotations
 
@@ -145,6 +145,25 @@ class Generated:
                                for formula, found in self.candidates.items()], "errors": dict(self.errors)}
 
 
+@dataclass
+class Discovered:
+    """What discover found: one row per proposal (best first within each system), each system's PhaseDiagram, its
+    hull picture, and {input: reason} for systems that could not be searched."""
+
+    proposals: pd.DataFrame
+    hulls: dict[str, Any]
+    pictures: dict[str, str]
+    errors: dict[str, str]
+    systems: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `xtalml discover --format json` prints."""
+        from xtalml.discovery.discover import proposals_json
+
+        return {"systems": self.systems, "proposals": proposals_json(self.proposals), "hull_pictures": self.pictures,
+                "errors": dict(self.errors)}
+
+
 class Project:
     """A project's trained models, loaded once: predict symmetry, volume and cell, and generate structures."""
 
@@ -158,6 +177,7 @@ class Project:
         self._search: dict[str, Any] | None = None
         self._client_context = None
         self._client = None
+        self._discovery: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         models = {task: bundle.get("name") for task, bundle in self.predictor.bundles.items()}
@@ -248,6 +268,80 @@ class Project:
         for entry in answer["structures"]:
             found[entry["input"]] = [_candidate(entry["input"], row) for row in entry["candidates"]]
         return Generated(found, dict(answer["errors"]))
+
+    def discover(self, systems: str | Iterable[str], *, compositions: int | None = None, max_atoms: int | None = None,
+                 out: str | os.PathLike | None = None, pictures: bool = True, max_e_hull: float | None = None,
+                 max_formation_energy: float | None = None, prototype: str | None = None,
+                 search: Mapping[str, Any] | None = None) -> "Discovered":
+        """Proposed compounds of chemical systems ('Ca-Ti-O'): their compositions (and their subsystems') ranked by the
+        existence model, the best `compositions` searched as generate searches, the library's known structures of the
+        system relaxed the same way, all on a convex hull of CHGNet formation energy. Each proposal has its space
+        group, template, formation energy, energy above the hull, and whether a source of ours holds its formula.
+        Conditions keep proposals at most max_e_hull above the hull, with formation energy at most
+        max_formation_energy, from a template whose prototype names `prototype` ('perovskite', 'Heusler').
+        out: CIFs of the proposals and (pictures) a hull picture per system under out/<system>/."""
+        from xtalml.discovery.compositions import ChemicalSystemError, parse_system, system_name
+        from xtalml.discovery.discover import DiscoverSettings, discover_systems, proposals_table
+
+        inputs = self._search_inputs()
+        discovery = self._discovery_inputs()
+        cfg = dict(discovery["settings"])
+        cfg.pop("benchmark", None)
+        if compositions is not None:
+            cfg["compositions"] = int(compositions)
+        if max_atoms is not None:
+            cfg["max_atoms"] = int(max_atoms)
+        if search:
+            cfg["search"] = {**cfg.get("search", {}), **search}
+        settings = DiscoverSettings.from_params(cfg)
+        if settings.compositions < 1:
+            raise ValueError(f"compositions must be at least 1, got {settings.compositions}")
+        parsed, errors = [], {}
+        for text in [systems] if isinstance(systems, str) else list(systems):
+            try:
+                parsed.append(parse_system(text, max_elements=discovery["max_elements"]))
+            except ChemicalSystemError as exc:
+                errors[str(text)] = str(exc)
+        parsed = list(dict.fromkeys(parsed))
+        result = {"systems": [], "errors": {}}
+        if parsed:
+            result = discover_systems(parsed, estimate=lambda formulas: formula_estimates(self.predictor, formulas),
+                                      existence=discovery["model"].existence, settings=settings,
+                                      search=inputs["settings"], client=self._dask(), library=inputs["library"],
+                                      lattice=inputs["lattice"], references=inputs["references"],
+                                      known=discovery["known"], out_dir=None if out is None else Path(out),
+                                      pictures=pictures)
+        table = proposals_table(result, max_e_hull=max_e_hull, max_formation_energy=max_formation_energy,
+                                prototype=prototype)
+        hulls = {entry["system"]: entry["diagram"] for entry in result["systems"]}
+        pngs = {entry["system"]: entry["hull_png"] for entry in result["systems"] if entry.get("hull_png")}
+        names = {system_name(p) for p in parsed}
+        return Discovered(table, hulls, pngs, errors | dict(result["errors"]), sorted(names))
+
+    def _discovery_inputs(self) -> dict[str, Any]:
+        """The existence model, params.yaml's discover section and every source's formulas (what is known), read once."""
+        if self._discovery is not None:
+            return self._discovery
+        import joblib
+
+        from xtalml.discovery.existence import known_keys
+
+        path = self.models_dir / "existence" / "existence.pkl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run `dvc repro existence` in the project")
+        bundle = joblib.load(path)
+        params = load_params(self.root / "params.yaml")
+        formulas = {}
+        for source in sorted(params.get("sources", {})):
+            table = self.root / "data" / "sources" / source / "structures.parquet"
+            if table.exists():
+                formulas[source] = pd.read_parquet(table, columns=["formula"])["formula"]
+            else:
+                warnings.warn(f"{table} is missing (`dvc repro parse@{source}`): proposals are not checked against "
+                              f"{source}", stacklevel=3)
+        self._discovery = {"model": bundle["model"], "max_elements": int(bundle["max_elements"]),
+                           "settings": params["discover"], "known": known_keys(formulas)}
+        return self._discovery
 
     def close(self) -> None:
         """Shut down the Dask cluster that generate started (a later generate starts another)."""

@@ -1,9 +1,11 @@
-"""Command line: `xtalml predict` for formulas, files of formulas and CIF files."""
+"""Command line: `xtalml predict` for formulas, files of formulas and CIF files; `generate` for formulas; `discover`
+for chemical systems."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,9 +61,32 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="a running Dask scheduler (default: generate.scheduler, else a local cluster)")
     g.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
+    d = sub.add_parser("discover", help="new compounds of chemical systems: compositions ranked by the existence model, "
+                       "structures searched and relaxed, a convex hull of formation energy")
+    d.add_argument("systems", nargs="+", help="chemical systems, elements joined by '-' (Ca-Ti-O Li-Mn-O)")
+    d.add_argument("--compositions", type=int, default=None, metavar="N",
+                   help="compositions searched per system (default: discover.compositions of params.yaml)")
+    d.add_argument("--max-atoms", type=int, default=None, metavar="N",
+                   help="atoms per formula unit of an enumerated composition (default: discover.max_atoms)")
+    d.add_argument("--max-e-hull", type=float, default=None, metavar="EV",
+                   help="keep proposals at most this far above the hull (eV/atom)")
+    d.add_argument("--max-formation-energy", type=float, default=None, metavar="EV",
+                   help="keep proposals with formation energy at most this (eV/atom)")
+    d.add_argument("--prototype", default=None, metavar="NAME",
+                   help="keep proposals from templates whose prototype names NAME (perovskite, Heusler, CsCl)")
+    d.add_argument("--out", type=Path, default=Path("discovered"),
+                   help="folder for the CIFs and hull pictures (default: discovered)")
+    d.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    d.add_argument("--project", type=Path, default=None, metavar="FOLDER",
+                   help="the folder `dvc repro` ran in (default: the current one, or the nearest above it)")
+    d.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="a running Dask scheduler (default: generate.scheduler, else a local cluster)")
+    d.add_argument("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
     args = parser.parse_args(argv)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "discover":
+        return _discover(args)
 
     named = {task: getattr(args, task) for task in PREDICT_TASKS if getattr(args, task)}
     try:
@@ -127,6 +152,42 @@ def _generate(args) -> int:
             print(table.to_csv(index=False) if args.format == "csv" else table.to_string(index=False), end="\n")
         for item, reason in answer["errors"].items():
             print(f"xtalml generate: {item}: {reason}", file=sys.stderr)
+    return 1 if answer["errors"] else 0
+
+
+def _discover(args) -> int:
+    """`xtalml discover`: proposals per chemical system, CIFs and hull pictures under --out; table, JSON or CSV."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            project = load(args.project, scheduler=args.scheduler, workers=args.workers, tasks=SEARCH_TASKS)
+            with project:
+                found = project.discover(args.systems, compositions=args.compositions, max_atoms=args.max_atoms,
+                                         out=args.out, max_e_hull=args.max_e_hull,
+                                         max_formation_energy=args.max_formation_energy, prototype=args.prototype)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"xtalml discover: {exc}", file=sys.stderr)
+            return 2
+    for warning in warned:
+        if f"{os.sep}xtalml{os.sep}" not in str(warning.filename):
+            continue  # libraries' own warnings (ASE, pymatgen, PyXtal) are not the user's to act on
+        print(f"xtalml discover: {warning.message}", file=sys.stderr)
+    answer = found.as_dict()
+    if args.format == "json":
+        print(json.dumps(answer, indent=2))
+    else:
+        columns = ["system", "formula", "space_group_number", "source", "prototype", "formation_energy_per_atom",
+                   "e_above_hull", "new", "known_in", "existence", "cif"]
+        table = found.proposals.reindex(columns=columns)
+        if len(table):
+            print(table.to_csv(index=False) if args.format == "csv" else table.to_string(index=False), end="\n")
+        for system, path in found.pictures.items():
+            print(f"xtalml discover: {system}: hull picture {path}", file=sys.stderr)
+    for item, reason in answer["errors"].items():
+        if args.format != "json":
+            print(f"xtalml discover: {item}: {reason}", file=sys.stderr)
     return 1 if answer["errors"] else 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -28,6 +28,14 @@ def section(params: dict[str, Any], name: str, required: Sequence[str] = ()) -> 
     if missing:
         raise KeyError(f"params.yaml section '{name}' lacks {', '.join(missing)}")
     return values
+
+
+def settings_from(cls: type, cfg: Mapping[str, Any], name: str) -> Any:
+    """A settings dataclass from a params.yaml section (`name` for the error), refusing keys it does not know."""
+    unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{name}: unknown settings {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+    return cls(**cfg)
 
 
 TRAIN_GROUP_KEYS = ("task", "model")

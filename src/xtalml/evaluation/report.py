@@ -36,6 +36,7 @@ class ReportInputs:
     predictions: Path = Path("data/predictions")
     split: Path = SPLIT_DIR
     generate: Path = Path("data/generate")
+    discover: Path = Path("data/discover")
     features: Path = FEATURES_DIR
     sources: Path = Path("data/sources")
 
@@ -637,6 +638,7 @@ def build_report(params: Mapping[str, Any], inputs: ReportInputs, figures_dir: P
                         {"rows_per_crystal_system": {}, "accuracy_by_group": {}})
     md = [line for section in SECTIONS for line in section(ctx)]
     md += structure_sections(ctx)
+    md += discovery_sections(ctx)
     return "\n".join(md), ctx.derived, ctx.baselines
 
 
@@ -736,4 +738,88 @@ def structure_sections(ctx: ReportContext) -> list[str]:
                markdown_table(per_arm), "", "Match rates by atoms in the primitive cell:", "", markdown_table(by_atoms),
                "", ctx.image("CSP match rate against candidates", path), ""]
         md += _csp_pictures(ctx, summary.get("pictures", []))
+    return md
+
+
+RANKINGS = {"existence_model": "existence model", "charge_balance_rule": "charge-balance rule", "random_order": "random order"}
+
+
+def existence_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per ranking of held-out compositions (the existence model, the charge-balance rule, random order)."""
+    return pd.DataFrame([{"ranking": RANKINGS[key], "average precision": figures["average_precision"],
+                          "mean AP per system": figures["mean_system_average_precision"],
+                          **{f"recall@{k}": figures[f"recall_at_{k}"] for k in (1, 5, 10)}}
+                         for key, figures in metrics.items()])
+
+
+def discovery_arms_table(arms: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per arm of the rediscovery benchmark."""
+    rows = []
+    for arm, f in arms.items():
+        rows.append({"arm": arm, "systems": f["systems"], "known compounds": f["known_compounds"],
+                     "formula recall": f["formula_recall"], "reachable": f["reachable_share"],
+                     "proposed": f["proposed_share"], "known space group (of rediscovered)": f["known_space_group_share"],
+                     "new, within tolerance of the hull": f["new_stable_proposals"],
+                     "s / system": round(f["seconds_per_system"], 1)})
+    return pd.DataFrame(rows)
+
+
+def discovery_sections(ctx: ReportContext) -> list[str]:
+    """The existence model and the rediscovery benchmark, when those stages have run."""
+    import shutil
+
+    md: list[str] = []
+    existence = ctx.json(ctx.inputs.metrics / "existence.json")
+    if existence:
+        rows = existence["rows"]
+        md += ["## Which compositions exist (the existence model)", "",
+               "A LightGBM classifier of 'a known compound has this composition' from composition features: positives "
+               "are the formulas of our experimental sources, negatives the other compositions of the same chemical "
+               "systems. Split by chemical system; each held-out system's every composition is ranked. Test systems "
+               f"{rows['systems']['test']:,} (train {rows['systems']['train']:,}, {rows['train']:,} training rows of "
+               f"which {rows['train_known']:,} known):", "", markdown_table(existence_table(existence["test"])), ""]
+    summary = ctx.json(ctx.inputs.discover / "summary.json")
+    if summary:
+        tolerance = ctx.params["discover"]["hull_tolerance"]
+        budget = summary["budget"]
+        md += ["## Discovery: rediscovering held-out compounds", "",
+               f"Held-out chemical systems (test systems of the existence split with known compounds, none of them a "
+               f"training row of any model; every member of these systems left out of the template library: "
+               f"{summary['library_rows_dropped']} rows) searched by each arm at one budget: "
+               f"{budget['compositions_per_system']} compositions per system, {budget['candidates_per_composition']} "
+               f"candidates each, relaxed with CHGNet, with the library's known structures of the system (at most "
+               f"{budget['known_structures_per_system']}) on a convex hull of formation energy. Formula recall: share "
+               f"of the known compounds proposed within {tolerance} eV/atom of the run's hull. Arms: ours "
+               "(compositions ranked by the existence model), enumeration (ours without it: fewest atoms first), "
+               "random (random compositions, PyXtal in random groups). Systems dropped: "
+               + ", ".join(f"{n} ({why})" for why, n in summary["dropped_systems"].items()) + ".", "",
+               markdown_table(discovery_arms_table(summary["arms"])), ""]
+        by_n = sorted({k for f in summary["arms"].values() for k in f if k.startswith("formula_recall_")})
+        if by_n:
+            md += ["Formula recall by number of elements:", "",
+                   markdown_table(pd.DataFrame([{"arm": arm, **{k.removeprefix("formula_recall_").replace("_", " "):
+                                                                 f.get(k) for k in by_n}}
+                                                for arm, f in summary["arms"].items()])), ""]
+        md += ["The existence ranking of these systems' compositions:", "",
+               markdown_table(existence_table(summary["existence_ranking"])), ""]
+        for picture in summary.get("pictures", []):
+            source = ctx.inputs.discover / Path(picture["path"]).name
+            if source.exists():
+                target = ctx.figures / f"discover_{source.name}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                md += [ctx.image(f"hull of {picture['system']}", target), "",
+                       f"*{picture['system']}: the hull of the first arm's run; known compounds (held out): "
+                       f"{', '.join(picture['marked']) or 'none proposed'}.*", ""]
+        proposals_path = ctx.inputs.discover / "proposals.parquet"
+        if proposals_path.exists():
+            proposals = pd.read_parquet(proposals_path)
+            first = next(iter(summary["arms"]))
+            new = proposals[(proposals["arm"] == first) & proposals["new"].astype(bool)
+                            & (proposals["e_above_hull"].astype(float) <= tolerance)]
+            if len(new):
+                md += [f"New compositions within {tolerance} eV/atom of the hull ({first} arm; no source of ours "
+                       "holds them):", "",
+                       markdown_table(new[["system", "formula", "space_group_number", "prototype",
+                                           "formation_energy_per_atom", "e_above_hull"]].head(15)), ""]
     return md

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from xtalml.cif.symmetry import space_group_info
+from xtalml.config import settings_from
 from xtalml.progress import progress
 from xtalml.structures.candidates import (CandidateError, compatible_units, formula_counts, plan_candidates,
                                           random_groups, top_groups)
@@ -59,10 +60,7 @@ class SearchSettings:
 
     @classmethod
     def from_params(cls, cfg: Mapping[str, Any]) -> "SearchSettings":
-        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"generate.search: unknown settings {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**cfg)
+        return settings_from(cls, cfg, "generate.search")
 
 
 @contextmanager
@@ -434,7 +432,8 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
                         out_dir: Path | None = None, library=None,
                         references: Mapping[str, Mapping[str, Any]] | None = None,
                         pictures: bool = False, keep_structures: bool = False,
-                        exclude_own_formula: bool = False) -> dict[str, Any]:
+                        exclude_own_formula: bool = False, arm: str = "ours",
+                        frequencies: Mapping[int, float] | None = None) -> dict[str, Any]:
     """{"structures": [{"input", "candidates": [...]}], "errors": {input: reason}} for every formula (distinct,
     in the rows of `estimates`: the models' space-group probabilities, volumes per atom, features and errors, as
     xtalml.predict.formula_estimates gives them): templates of the library (known structures, a member of the
@@ -443,7 +442,8 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
     pictures, a PNG per CIF) under out_dir/<input>/ when given. keep_structures: each candidate row also holds its
     relaxed pymatgen Structure ("structure") and its CIF text ("cif_text"), which JSON cannot hold.
     exclude_own_formula: no template of the formula's own reduced formula (a benchmark's rule). With
-    settings.short_steps, the relaxation is staged (relax_best_further)."""
+    settings.short_steps, the relaxation is staged (relax_best_further). arm: "random" searches PyXtal structures in
+    groups drawn from `frequencies` (the training groups' shares) instead."""
     from xtalml.structures.references import formation_energy
     from xtalml.structures.templates import template_options
 
@@ -462,9 +462,9 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
         try:
             options = (template_options(formula, library, exclude_formula=formula if exclude_own_formula else None)
                        if library is not None else [])
-            specs += candidate_specs(formula, "ours", first, volume_per_atom=float(estimates["volume_per_atom"][i]),
+            specs += candidate_specs(formula, arm, first, volume_per_atom=float(estimates["volume_per_atom"][i]),
                                      proba=estimates["space_group_proba"][i], classes=estimates["space_group_classes"],
-                                     lattice_of=lattice_rows(i), templates=options)
+                                     lattice_of=lattice_rows(i), templates=options, frequencies=frequencies)
         except CandidateError as exc:
             errors[formula] = str(exc)
     results = run_specs(client, specs, settings.formula_time_limit_s) if specs else []
@@ -474,7 +474,7 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
     for formula in formulas:
         if formula in errors:
             continue
-        mine = [r for r in results if r["input"] == formula]
+        mine = [r for r in results if r["input"] == formula and r["arm"] == arm]
         kept = rank_candidates(mine, settings.score_weight)
         if not kept:
             errors[formula] = _failure_reason(mine)
