@@ -87,7 +87,8 @@ def main() -> None:
     experimental = known_keys({s: tables[s]["formula"] for s in existence["sources"]})
     every_source = known_keys({s: tables[s]["formula"] for s in names})
     splits = {s: pd.read_parquet(args.split / f"{s}.parquet") for s in names}
-    trained = train_keys({s: t.loc[t["part"] == "train", "group"] for s, t in splits.items()})
+    trained_in = lambda task: train_keys({s: splits[s].loc[splits[s]["part"] == "train", "group"]  # noqa: E731
+                                          for s in params["tasks"][task]["sources"]})
     data = DataDirs(args.features, args.split)
     frequencies = training_frequencies(params["tasks"][params["generate"]["space_group_task"]], data)
     started_ms = int(time.time() * 1000)
@@ -96,7 +97,8 @@ def main() -> None:
         per_system, proposals, summary = run_rediscovery(
             params, estimate=partial(formula_estimates, predictor), existence=existence["model"].existence,
             lattice=lattice, library=library, references=references, systems=pd.read_parquet(args.systems),
-            experimental=experimental, every_source=every_source, trained=trained,
+            experimental=experimental, every_source=every_source, trained=trained_in(SEARCH_TASKS[0]),
+            volume_trained=trained_in(SEARCH_TASKS[1]),
             known_groups=known_space_groups({s: tables[s] for s in existence["sources"]}), frequencies=frequencies,
             client=client, out_dir=args.out)
     summary["seconds"] = time.perf_counter() - start

@@ -30,27 +30,25 @@ def held_out_systems(systems: pd.DataFrame, known: Mapping[str, Sequence[str]], 
                      max_atoms: int, max_elements: int, min_known: int, n_systems: int, seed: int,
                      references: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """(n_systems systems: system, n_elements, known formula_keys, drawn at random (seeded, binaries and ternaries
-    alternating) from the existence split's test systems with at least min_known known compounds within max_atoms,
-    none of whose known compounds is a training row of the models, every element among `references` (those with a
-    reference energy, when given); {reason: systems dropped})."""
+    alternating) from the existence split's test systems with at least min_known known compounds within max_atoms
+    (those a search can propose), none of them in `trained` (the space-group model's training rows), every element
+    among `references` (those with a reference energy, when given); {reason: systems dropped})."""
     by_system: dict[str, list[str]] = {}
-    every: dict[str, list[str]] = {}
     for key in known:
-        every.setdefault(system_name(key_elements(key)), []).append(key)
         if searchable(key, max_atoms, max_elements):
             by_system.setdefault(system_name(key_elements(key)), []).append(key)
     test = systems.loc[systems["part"] == "test", "system"]
-    rows, dropped = [], {"fewer known compounds than min_known": 0, "a known compound is a training row": 0,
+    rows, dropped = [], {"fewer known compounds than min_known": 0,
+                         "a known compound is a training row of the space-group model": 0,
                          "an element has no reference energy": 0}
     for system in sorted(test):
         keys = sorted(by_system.get(system, []))
-        everything = every.get(system, [])
         if references is not None and not set(system.split("-")) <= set(references):
             dropped["an element has no reference energy"] += 1
         elif len(keys) < min_known:
             dropped["fewer known compounds than min_known"] += 1
-        elif any(k in trained for k in everything):
-            dropped["a known compound is a training row"] += 1
+        elif any(k in trained for k in keys):
+            dropped["a known compound is a training row of the space-group model"] += 1
         else:
             rows.append({"system": system, "n_elements": len(system.split("-")), "known": keys})
     pool = pd.DataFrame(rows, columns=["system", "n_elements", "known"])
@@ -76,6 +74,29 @@ def library_without(library: pd.DataFrame, systems: Sequence[str]) -> tuple[pd.D
     return library[~inside].reset_index(drop=True), int(inside.sum())
 
 
+def joint_hulls(runs: Mapping[str, Mapping[str, Any]], references: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add e_above_joint_hull to every arm's proposals: the distance to the hull of every arm's entries of the system
+    together (each formula at its lowest energy), a stricter test than the arm's own hull, where an arm that found
+    only poor structures makes its own proposals look stable."""
+    from pymatgen.analysis.phase_diagram import PDEntry
+    from pymatgen.core import Composition
+
+    from xtalml.discovery.hull import phase_diagram
+
+    systems = {e["system"] for result in runs.values() for e in result["systems"]}
+    for system in systems:
+        entries = [e for result in runs.values() for e in result["systems"] if e["system"] == system]
+        hulls = pd.concat([e["hull"] for e in entries if not e["hull"].empty] or [pd.DataFrame(columns=["formula"])])
+        if hulls.empty:
+            continue
+        lowest = hulls.sort_values("energy_per_atom").drop_duplicates("formula")[["formula", "energy_per_atom"]]
+        diagram, _ = phase_diagram(lowest.assign(label="joint"), references, system.split("-"))
+        for e in entries:
+            e["proposals"]["e_above_joint_hull"] = [
+                max(0.0, float(diagram.get_e_above_hull(PDEntry(Composition(f), float(energy) * Composition(f).num_atoms))))
+                if pd.notna(energy) else np.nan for f, energy in zip(e["proposals"]["formula"], e["proposals"]["energy_per_atom"])]
+
+
 def score_systems(result: Mapping[str, Any], chosen: pd.DataFrame, known_groups: Mapping[str, set[int]], *,
                   max_atoms: int, subsystems: bool, tolerance: float) -> pd.DataFrame:
     """One row per held-out system of an arm's run: its known compounds, how many its candidate compositions hold
@@ -93,7 +114,11 @@ def score_systems(result: Mapping[str, Any], chosen: pd.DataFrame, known_groups:
         rediscovered = near[near["key"].isin(keys)]
         right = [sg is not None and not pd.isna(sg) and int(sg) in known_groups.get(k, set())
                  for k, sg in zip(rediscovered["key"], rediscovered["space_group_number"])]
+        joint = (proposals[proposals["e_above_joint_hull"].astype(float) <= tolerance]
+                 if "e_above_joint_hull" in proposals else near.iloc[:0])
         rows.append({"system": system, "n_elements": int(n_elements), "known": len(keys),
+                     "rediscovered_joint_hull": int(joint["key"].isin(keys).sum()),
+                     "new_stable_joint_hull": int((joint["new"].astype(bool) & ~joint["key"].isin(keys)).sum()),
                      "reachable": len(set(keys) & reachable), "proposed": int(proposals["key"].isin(keys).sum()),
                      "rediscovered": len(rediscovered), "structure_right": int(sum(right)),
                      "new_stable": int((near["new"].astype(bool) & ~near["key"].isin(keys)).sum()),
@@ -109,7 +134,10 @@ def arm_figures(per_system: pd.DataFrame, seconds: float) -> dict[str, float]:
     figures = {"formula_recall": found / known, "reachable_share": int(per_system["reachable"].sum()) / known,
                "proposed_share": int(per_system["proposed"].sum()) / known,
                "known_space_group_share": (int(per_system["structure_right"].sum()) / found) if found else 0.0,
-               "new_stable_proposals": int(per_system["new_stable"].sum()), "systems": int(len(per_system)),
+               "new_stable_proposals": int(per_system["new_stable"].sum()),
+               "formula_recall_joint_hull": int(per_system["rediscovered_joint_hull"].sum()) / known,
+               "new_stable_proposals_joint_hull": int(per_system["new_stable_joint_hull"].sum()),
+               "systems": int(len(per_system)),
                "known_compounds": int(per_system["known"].sum()),
                "seconds_per_system": seconds / max(len(per_system), 1)}
     for n, part in per_system.groupby("n_elements"):
@@ -132,14 +160,16 @@ def known_space_groups(tables: Mapping[str, pd.DataFrame]) -> dict[str, set[int]
 def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, library: pd.DataFrame,
                     references: Mapping[str, Mapping[str, Any]], systems: pd.DataFrame,
                     experimental: Mapping[str, Sequence[str]], every_source: Mapping[str, Sequence[str]],
-                    trained: set[str], known_groups: Mapping[str, set[int]], frequencies: Mapping[int, float],
+                    trained: set[str], volume_trained: set[str], known_groups: Mapping[str, set[int]],
+                    frequencies: Mapping[int, float],
                     client, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(per-system scores of every arm, every arm's proposals, summary) of the benchmark in params.yaml's discover
     section: held-out systems drawn, their compounds left out of the library, each arm run at one budget (the ours
     searches shared by the arms that search the same compositions), the existence ranking of their compositions
     beside the charge-balance rule and random order, a hull picture of one system with its known compounds marked.
     experimental: formula_key → experimental sources (the known compounds); every_source: the same over every source
-    (what is new); trained: formula_keys of the models' training rows."""
+    (what is new); trained: formula_keys of the space-group model's training rows (a held-out system holds none);
+    volume_trained: the volume model's (counted: it saw their volumes, never whether they exist or their structure)."""
     from xtalml.discovery.compositions import charge_balanced
     from xtalml.discovery.discover import DiscoverSettings, discover_systems
     from xtalml.discovery.existence import existence_table, ranking_figures
@@ -167,19 +197,19 @@ def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, 
     per_system, proposals, figures, runs = [], [], {}, {}
     for arm in bench["arms"]:
         order, search_arm = ARMS[arm]
-        result = discover_systems([s.split("-") for s in chosen["system"]], estimate=estimate, existence=existence,
-                                  settings=settings, search=search, client=client, library=library, lattice=lattice,
-                                  references=references, known=every_source, order=order, arm=search_arm,
-                                  frequencies=frequencies, out_dir=Path(out_dir) / "arms" / arm, pictures=False,
-                                  exclude_own_formula=True, cache=cache)
-        seconds = result["seconds"]
+        runs[arm] = discover_systems([s.split("-") for s in chosen["system"]], estimate=estimate, existence=existence,
+                                     settings=settings, search=search, client=client, library=library, lattice=lattice,
+                                     references=references, known=every_source, order=order, arm=search_arm,
+                                     frequencies=frequencies, out_dir=Path(out_dir) / "arms" / arm, pictures=False,
+                                     exclude_own_formula=True, cache=cache)
+    joint_hulls(runs, references)
+    for arm, result in runs.items():
         scores = score_systems(result, chosen, known_groups, max_atoms=settings.max_atoms, subsystems=False,
                                tolerance=settings.hull_tolerance)
         per_system.append(scores.assign(arm=arm))
         for entry in result["systems"]:
             proposals.append(entry["proposals"].assign(arm=arm))
-        figures[arm] = arm_figures(scores, seconds)
-        runs[arm] = result
+        figures[arm] = arm_figures(scores, result["seconds"])
     pictures = []
     ours = runs.get(bench["arms"][0])
     if ours is not None and ours["systems"]:
@@ -194,6 +224,8 @@ def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, 
     summary = {"arms": figures, "existence_ranking": ranking, "systems": chosen.assign(
                    known=chosen["known"].map(list)).to_dict("records"),
                "dropped_systems": dropped, "library_rows_dropped": library_dropped, "pictures": pictures,
+               "known_compounds_in_volume_training_rows": int(sum(k in volume_trained for keys in chosen["known"]
+                                                                  for k in keys)),
                "budget": {"compositions_per_system": settings.compositions,
                           "candidates_per_composition": settings.search_settings(search).candidates,
                           "known_structures_per_system": settings.known_structures},

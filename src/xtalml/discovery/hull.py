@@ -61,7 +61,7 @@ def hull_picture(diagram, path: Path, *, title: str, marked: Sequence[str] = ())
     ax = plotter.get_plot(label_unstable=False)
     figure = ax.figure if hasattr(ax, "figure") else plt.gcf()
     note = f"\nknown (held out): {', '.join(marked)}" if marked else ""
-    figure.suptitle(title + note, fontsize=11)
+    figure.suptitle(title + note, fontsize=11, y=1.04)
     figure.set_size_inches(7, 6)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
