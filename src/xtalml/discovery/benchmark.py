@@ -28,7 +28,7 @@ def train_keys(split_groups: Mapping[str, pd.Series]) -> set[str]:
 
 def held_out_systems(systems: pd.DataFrame, known: Mapping[str, Sequence[str]], trained: set[str], *,
                      max_atoms: int, max_elements: int, min_known: int, n_systems: int, seed: int,
-                     references: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+                     references: Sequence[str] | None = None, part: str = "test") -> tuple[pd.DataFrame, dict[str, int]]:
     """(n_systems systems: system, n_elements, known formula_keys, drawn at random (seeded, binaries and ternaries
     alternating) from the existence split's test systems with at least min_known known compounds within max_atoms
     (those a search can propose), none of them in `trained` (the space-group model's training rows), every element
@@ -37,7 +37,7 @@ def held_out_systems(systems: pd.DataFrame, known: Mapping[str, Sequence[str]], 
     for key in known:
         if searchable(key, max_atoms, max_elements):
             by_system.setdefault(system_name(key_elements(key)), []).append(key)
-    test = systems.loc[systems["part"] == "test", "system"]
+    test = systems.loc[systems["part"] == part, "system"]  # "val": the systems settings are tuned on
     rows, dropped = [], {"fewer known compounds than min_known": 0,
                          "a known compound is a training row of the space-group model": 0,
                          "an element has no reference energy": 0}
@@ -183,7 +183,8 @@ def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, 
     max_elements = int(params["existence"]["max_elements"])
     chosen, dropped = held_out_systems(systems, experimental, trained, max_atoms=settings.max_atoms,
                                        max_elements=max_elements, min_known=int(bench["min_known"]),
-                                       n_systems=int(bench["systems"]), seed=settings.seed, references=list(references))
+                                       n_systems=int(bench["systems"]), seed=settings.seed, references=list(references),
+                                       part=bench.get("part", "test"))
     if chosen.empty:
         raise ValueError(f"discover: no held-out system qualifies ({dropped})")
     library, library_dropped = library_without(library, list(chosen["system"]))

@@ -3,6 +3,7 @@ candidates and known structures as entries; each entry's formation energy and en
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -58,7 +59,12 @@ def hull_picture(diagram, path: Path, *, title: str, marked: Sequence[str] = ())
     from pymatgen.analysis.phase_diagram import PDPlotter
 
     plotter = PDPlotter(diagram, show_unstable=0.2, backend="matplotlib")
-    ax = plotter.get_plot(label_unstable=False)
+    quiet = logging.getLogger("matplotlib.axes")
+    level, quiet.level = quiet.level, logging.ERROR  # "Ignoring fixed x limits": PDPlotter's equal aspect, not the user's
+    try:
+        ax = plotter.get_plot(label_unstable=False)
+    finally:
+        quiet.setLevel(level)
     figure = ax.figure if hasattr(ax, "figure") else plt.gcf()
     note = f"\nknown (held out): {', '.join(marked)}" if marked else ""
     figure.suptitle(title + note, fontsize=11, y=1.04)

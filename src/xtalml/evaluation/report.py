@@ -757,10 +757,11 @@ def discovery_arms_table(arms: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     rows = []
     for arm, f in arms.items():
         rows.append({"arm": arm, "systems": f["systems"], "known compounds": f["known_compounds"],
-                     "formula recall": f["formula_recall"], "reachable": f["reachable_share"],
-                     "proposed": f["proposed_share"], "known space group (of rediscovered)": f["known_space_group_share"],
-                     "new, within tolerance of the hull": f["new_stable_proposals"],
-                     "s / system": round(f["seconds_per_system"], 1)})
+                     "formula recall": f["formula_recall"], "recall, joint hull": f["formula_recall_joint_hull"],
+                     "reachable": f["reachable_share"], "proposed": f["proposed_share"],
+                     "known space group (of rediscovered)": f["known_space_group_share"],
+                     "new, on the hull": f["new_stable_proposals"],
+                     "new, joint hull": f["new_stable_proposals_joint_hull"], "s / system": int(round(f["seconds_per_system"]))})
     return pd.DataFrame(rows)
 
 
@@ -784,17 +785,21 @@ def discovery_sections(ctx: ReportContext) -> list[str]:
         budget = summary["budget"]
         md += ["## Discovery: rediscovering held-out compounds", "",
                f"Held-out chemical systems (test systems of the existence split with known compounds, none of them a "
-               f"training row of any model; every member of these systems left out of the template library: "
-               f"{summary['library_rows_dropped']} rows) searched by each arm at one budget: "
+               f"training row of the space-group model; {summary['known_compounds_in_volume_training_rows']} are "
+               f"training rows of the volume model, which saw their volume only; every member of these systems left "
+               f"out of the template library: {summary['library_rows_dropped']} rows) searched by each arm at one budget: "
                f"{budget['compositions_per_system']} compositions per system, {budget['candidates_per_composition']} "
                f"candidates each, relaxed with CHGNet, with the library's known structures of the system (at most "
                f"{budget['known_structures_per_system']}) on a convex hull of formation energy. Formula recall: share "
-               f"of the known compounds proposed within {tolerance} eV/atom of the run's hull. Arms: ours "
+               f"of the known compounds proposed within {tolerance} eV/atom of the run's hull (joint hull: of the hull "
+               "of every arm's entries together, stricter where an arm found only poor structures). New: proposals "
+               "on the hull that no source of ours holds. Arms: ours "
                "(compositions ranked by the existence model), enumeration (ours without it: fewest atoms first), "
                "random (random compositions, PyXtal in random groups). Systems dropped: "
                + ", ".join(f"{n} ({why})" for why, n in summary["dropped_systems"].items()) + ".", "",
                markdown_table(discovery_arms_table(summary["arms"])), ""]
-        by_n = sorted({k for f in summary["arms"].values() for k in f if k.startswith("formula_recall_")})
+        by_n = sorted({k for f in summary["arms"].values() for k in f
+                       if k.startswith("formula_recall_") and k.endswith("_elements")})
         if by_n:
             md += ["Formula recall by number of elements:", "",
                    markdown_table(pd.DataFrame([{"arm": arm, **{k.removeprefix("formula_recall_").replace("_", " "):
