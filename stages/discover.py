@@ -15,7 +15,7 @@ import pandas as pd
 
 from xtalml.champions import registered_champions
 from xtalml.config import load_params, section
-from xtalml.discovery.benchmark import known_space_groups, run_rediscovery, train_keys
+from xtalml.discovery.benchmark import known_space_groups, primary_structures, run_rediscovery, train_keys
 from xtalml.discovery.existence import known_keys
 from xtalml.experiments import describe_experiment
 from xtalml.predict import formula_estimates, load_predictor
@@ -100,7 +100,7 @@ def main() -> None:
             experimental=experimental, every_source=every_source, trained=trained_in(SEARCH_TASKS[0]),
             volume_trained=trained_in(SEARCH_TASKS[1]),
             known_groups=known_space_groups({s: tables[s] for s in existence["sources"]}), frequencies=frequencies,
-            client=client, out_dir=args.out)
+            client=client, out_dir=args.out, true_structures=primary_structures(args.sources / "primary"))
     summary["seconds"] = time.perf_counter() - start
     summary["models"] = choice
     args.out.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,17 @@ def test_an_arm_rediscovers_a_known_compound_only_on_its_hull():
     chosen = pd.DataFrame({"system": ["Cl-Na"], "n_elements": [2], "known": [[formula_key("NaCl"), formula_key("NaCl3")]]})
     proposals = pd.DataFrame({"formula": ["NaCl", "NaCl3", "Na2Cl"], "e_above_hull": [0.0, 0.3, 0.05],
                               "space_group_number": [225, 62, 12], "new": [False, False, True]})
-    result = {"systems": [{"system": "Cl-Na", "proposals": proposals}], "errors": {}}
+    from pymatgen.core import Lattice, Structure
+
+    rock_salt = Structure.from_spacegroup(225, Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    caesium_chloride = Structure.from_spacegroup(221, Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    result = {"systems": [{"system": "Cl-Na", "proposals": proposals, "structures": {"NaCl": rock_salt}}], "errors": {}}
     row = score_systems(result, chosen, {formula_key("NaCl"): {225}}, max_atoms=4, subsystems=False,
-                        tolerance=0.1).iloc[0]
+                        tolerance=0.1, true_structures={formula_key("NaCl"): [rock_salt.copy()]}).iloc[0]
+    assert (row["with_structure"], row["structure_matched"]) == (1, 1)
+    result["systems"][0]["structures"] = {"NaCl": caesium_chloride}  # the known formula in the wrong structure type
+    wrong = score_systems(result, chosen, {formula_key("NaCl"): {225}}, max_atoms=4, subsystems=False,
+                          tolerance=0.1, true_structures={formula_key("NaCl"): [rock_salt]}).iloc[0]
+    assert (wrong["with_structure"], wrong["structure_matched"]) == (1, 0)
     assert (row["known"], row["proposed"], row["rediscovered"], row["structure_right"], row["new_stable"]) == (2, 2, 1, 1, 1)
     assert row["reachable"] == 1  # NaCl3 (a polyhalide) is not charge-balanced: the enumeration cannot reach it

@@ -12,6 +12,7 @@ import pandas as pd
 
 from xtalml.discovery.compositions import candidate_compositions, system_name
 from xtalml.discovery.existence import formula_key, key_elements, searchable
+from xtalml.structures.benchmark import match_flags, read_structure
 
 # arm → (composition order, structure search): ours; ours without the existence model; random compositions (charge-
 # balanced where the system has an anion) with PyXtal structures in random groups
@@ -98,10 +99,13 @@ def joint_hulls(runs: Mapping[str, Mapping[str, Any]], references: Mapping[str, 
 
 
 def score_systems(result: Mapping[str, Any], chosen: pd.DataFrame, known_groups: Mapping[str, set[int]], *,
-                  max_atoms: int, subsystems: bool, tolerance: float) -> pd.DataFrame:
+                  max_atoms: int, subsystems: bool, tolerance: float,
+                  true_structures: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
     """One row per held-out system of an arm's run: its known compounds, how many its candidate compositions hold
     (reachable), were searched (proposed), lie within `tolerance` eV/atom of the run's hull (rediscovered) in a known
-    space group (structure_right); its proposals on the hull that no source holds (new_stable); the errors."""
+    space group (structure_right) and, of those whose structure the primary source has (`true_structures`: formula_key
+    → its structures), how many match one (CSPBench's tolerances: structure_matched of with_structure); its proposals
+    on the hull that no source holds (new_stable); the errors."""
     by_system = {s["system"]: s for s in result["systems"]}
     rows = []
     for system, n_elements, keys in chosen[["system", "n_elements", "known"]].itertuples(index=False):
@@ -114,6 +118,13 @@ def score_systems(result: Mapping[str, Any], chosen: pd.DataFrame, known_groups:
         rediscovered = near[near["key"].isin(keys)]
         right = [sg is not None and not pd.isna(sg) and int(sg) in known_groups.get(k, set())
                  for k, sg in zip(rediscovered["key"], rediscovered["space_group_number"])]
+        with_structure = matched = 0
+        for f, k in zip(rediscovered["formula"], rediscovered["key"]):
+            truths = (true_structures or {}).get(k, [])
+            candidate = (entry or {}).get("structures", {}).get(f)
+            if truths:
+                with_structure += 1
+                matched += bool(candidate is not None and any(match_flags(candidate, t)["cspbench"] for t in truths))
         joint = (proposals[proposals["e_above_joint_hull"].astype(float) <= tolerance]
                  if "e_above_joint_hull" in proposals else near.iloc[:0])
         rows.append({"system": system, "n_elements": int(n_elements), "known": len(keys),
@@ -121,6 +132,7 @@ def score_systems(result: Mapping[str, Any], chosen: pd.DataFrame, known_groups:
                      "new_stable_joint_hull": int((joint["new"].astype(bool) & ~joint["key"].isin(keys)).sum()),
                      "reachable": len(set(keys) & reachable), "proposed": int(proposals["key"].isin(keys).sum()),
                      "rediscovered": len(rediscovered), "structure_right": int(sum(right)),
+                     "with_structure": with_structure, "structure_matched": matched,
                      "new_stable": int((near["new"].astype(bool) & ~near["key"].isin(keys)).sum()),
                      "searched": len(proposals), "error": result["errors"].get(system)})
     return pd.DataFrame(rows)
@@ -136,6 +148,9 @@ def arm_figures(per_system: pd.DataFrame, seconds: float) -> dict[str, float]:
                "known_space_group_share": (int(per_system["structure_right"].sum()) / found) if found else 0.0,
                "new_stable_proposals": int(per_system["new_stable"].sum()),
                "formula_recall_joint_hull": int(per_system["rediscovered_joint_hull"].sum()) / known,
+               "rediscovered_with_structure": int(per_system["with_structure"].sum()),
+               "known_structure_match_share": (int(per_system["structure_matched"].sum())
+                                               / max(int(per_system["with_structure"].sum()), 1)),
                "new_stable_proposals_joint_hull": int(per_system["new_stable_joint_hull"].sum()),
                "systems": int(len(per_system)),
                "known_compounds": int(per_system["known"].sum()),
@@ -162,14 +177,15 @@ def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, 
                     experimental: Mapping[str, Sequence[str]], every_source: Mapping[str, Sequence[str]],
                     trained: set[str], volume_trained: set[str], known_groups: Mapping[str, set[int]],
                     frequencies: Mapping[int, float],
-                    client, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+                    client, out_dir: Path, true_structures=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(per-system scores of every arm, every arm's proposals, summary) of the benchmark in params.yaml's discover
     section: held-out systems drawn, their compounds left out of the library, each arm run at one budget (the ours
     searches shared by the arms that search the same compositions), the existence ranking of their compositions
     beside the charge-balance rule and random order, a hull picture of one system with its known compounds marked.
     experimental: formula_key → experimental sources (the known compounds); every_source: the same over every source
     (what is new); trained: formula_keys of the space-group model's training rows (a held-out system holds none);
-    volume_trained: the volume model's (counted: it saw their volumes, never whether they exist or their structure)."""
+    volume_trained: the volume model's (counted: it saw their volumes, never whether they exist or their structure).
+    true_structures(formula_keys) gives the primary source's ordered structures of those compounds, by key."""
     from xtalml.discovery.compositions import charge_balanced
     from xtalml.discovery.discover import DiscoverSettings, discover_systems
     from xtalml.discovery.existence import existence_table, ranking_figures
@@ -204,9 +220,10 @@ def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, 
                                      frequencies=frequencies, out_dir=Path(out_dir) / "arms" / arm, pictures=False,
                                      exclude_own_formula=True, cache=cache)
     joint_hulls(runs, references)
+    truths = true_structures([k for keys in chosen["known"] for k in keys]) if true_structures is not None else {}
     for arm, result in runs.items():
         scores = score_systems(result, chosen, known_groups, max_atoms=settings.max_atoms, subsystems=False,
-                               tolerance=settings.hull_tolerance)
+                               tolerance=settings.hull_tolerance, true_structures=truths)
         per_system.append(scores.assign(arm=arm))
         for entry in result["systems"]:
             proposals.append(entry["proposals"].assign(arm=arm))
@@ -236,3 +253,18 @@ def run_rediscovery(params: Mapping[str, Any], *, estimate, existence, lattice, 
     frames = [p for p in proposals if not p.empty]
     return (pd.concat(per_system, ignore_index=True),
             pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), summary)
+
+
+def primary_structures(source_dir: Path) -> Any:
+    """keys → {formula_key: the source's ordered structures of it} over the download and parse stages' folder."""
+    def read(keys: Sequence[str]) -> dict[str, list[Any]]:
+        rows = pd.read_parquet(Path(source_dir) / "structures.parquet", columns=["id", "formula"])
+        rows = rows[rows["formula"].map(formula_key).isin(set(keys))]
+        manifest = pd.read_csv(Path(source_dir) / "raw" / "manifest.csv").set_index("id")["path"]
+        out: dict[str, list[Any]] = {}
+        for row in rows.itertuples(index=False):
+            structure = read_structure(Path(source_dir) / "raw" / manifest[row.id]) if row.id in manifest.index else None
+            if structure is not None and structure.is_ordered:
+                out.setdefault(formula_key(row.formula), []).append(structure)
+        return out
+    return read

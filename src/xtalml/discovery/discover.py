@@ -98,7 +98,7 @@ def discover_systems(systems: Sequence[Sequence[str]], *, estimate: Callable[[Se
     """For each system (its elements): the compositions ranked (`order`), the first settings.compositions searched
     (generate's search, `arm`), the library's known structures of the system relaxed the same way, the hull of all;
     {"systems": [{system, proposals (one row per composition searched, best candidate), hull (every entry),
-    compositions, hull_png}], "errors": {system: reason}, "seconds"}. `known`: formula_key → sources holding it.
+    diagram, structures (each proposal's relaxed structure, when kept), compositions, hull_png}], "errors": {system: reason}, "seconds"}. `known`: formula_key → sources holding it.
     `cache` ({}): searches already done (by arm and formula) are reused, and new ones added; "seconds" counts the
     searches this run used, reused ones included."""
     search = settings.search_settings(search)
@@ -169,7 +169,10 @@ def discover_systems(systems: Sequence[Sequence[str]], *, estimate: Callable[[Se
                 else:
                     cifs.append(None)
             proposals["cif"] = cifs
+        best_structures = {f: b["structure"] for f in proposals["formula"]
+                           if (b := _best(found["by_formula"].get(f, []))) is not None and b.get("structure") is not None}
         out.append({"system": name, "proposals": proposals, "hull": hull, "diagram": diagram,
+                    "structures": best_structures,
                     "compositions": int(len(plan["ranked"])), "hull_png": picture})
     return {"systems": out, "errors": errors, "seconds": seconds}
 
