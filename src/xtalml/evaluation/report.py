@@ -761,7 +761,8 @@ def discovery_arms_table(arms: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
                      "reachable": f["reachable_share"], "proposed": f["proposed_share"],
                      "known space group (of rediscovered)": f["known_space_group_share"],
                      "known structure (of those with one)": (f"{f['known_structure_match_share']:.3f} of "
-                                                             f"{f['rediscovered_with_structure']}"),
+                                                             f"{f['rediscovered_with_structure']}"
+                                                             if f["rediscovered_with_structure"] else "– (none has one)"),
                      "new, on the hull": f["new_stable_proposals"],
                      "new, joint hull": f["new_stable_proposals_joint_hull"], "s / system": int(round(f["seconds_per_system"]))})
     return pd.DataFrame(rows)
