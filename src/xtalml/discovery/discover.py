@@ -98,7 +98,8 @@ def discover_systems(systems: Sequence[Sequence[str]], *, estimate: Callable[[Se
     """For each system (its elements): the compositions ranked (`order`), the first settings.compositions searched
     (generate's search, `arm`), the library's known structures of the system relaxed the same way, the hull of all;
     {"systems": [{system, proposals (one row per composition searched, best candidate), hull (every entry),
-    diagram, structures (each proposal's relaxed structure, when kept), compositions, hull_png}], "errors": {system: reason}, "seconds"}. `known`: formula_key → sources holding it.
+    diagram, structures (each proposal's relaxed structure, when kept), compositions, hull_png}], "errors": {system:
+    reason}, "seconds"}. `known`: formula_key → sources holding it.
     `cache` ({}): searches already done (by arm and formula) are reused, and new ones added; "seconds" counts the
     searches this run used, reused ones included."""
     search = settings.search_settings(search)

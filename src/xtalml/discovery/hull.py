@@ -40,9 +40,6 @@ def hull_table(entries: pd.DataFrame, references: Mapping[str, Mapping[str, Any]
                elements: Sequence[str]) -> tuple[pd.DataFrame, Any]:
     """`entries` with formation_energy_per_atom and e_above_hull (eV/atom) added, and the PhaseDiagram."""
     table = entries.reset_index(drop=True).copy()
-    if table.empty:
-        diagram, own = phase_diagram(table, references, elements)
-        return table.assign(formation_energy_per_atom=[], e_above_hull=[]), diagram
     diagram, own = phase_diagram(table, references, elements)
     table["formation_energy_per_atom"] = [float(diagram.get_form_energy_per_atom(e)) for e in own]
     table["e_above_hull"] = [max(0.0, float(diagram.get_e_above_hull(e))) for e in own]
