@@ -9,7 +9,8 @@ CSPBench (usccolumbia/cspbenchmark, MIT): data/CSPbenchmark_test_data.csv, 180 M
 categories. As its leaders report, templates of the target's own reduced formula are left out (no candidate is
 `known`); a structure counts as found at k when one of the first k relaxed candidates has the target's space group
 (spglib, symprec 0.1, CSPBench's "space group" metric). The model may have seen a formula our sources hold: both
-parts are printed. For each formula, where the right group was lost: not among the candidates' start groups, left
+parts are printed; every kept candidate goes to --out/candidates.csv (for benchmarks/rank_weights.py).
+For each formula, where the right group was lost: not among the candidates' start groups, left
 while relaxing, or ranked below the fifth place. Run from a project after `dvc repro`; writes per-formula rows to --out.
 """
 
@@ -105,6 +106,16 @@ def score(rows: pd.DataFrame, result, ranks: list[int | None], held: dict[str, s
     return pd.DataFrame(out)
 
 
+def candidate_rows(row, result) -> list[dict]:
+    """Every kept candidate of one formula with what the ranking knows (benchmarks/rank_weights.py reranks them)."""
+    out = []
+    for c in result.candidates.get(row.formula, []):
+        info = {k: v for k, v in c.info.items() if isinstance(v, (int, float, str, bool, type(None)))}
+        out.append({"formula": row.formula, "category": row.category, "sg_number": row.sg_number, **info,
+                    "space_group_number": c.space_group_number})
+    return out
+
+
 def success_table(per_formula: pd.DataFrame) -> pd.DataFrame:
     """Share of formulas whose true group is within the first k of the model and of the candidates, per group."""
     def figures(part: pd.DataFrame) -> dict:
@@ -139,13 +150,15 @@ def main() -> None:
         rows = (cspbench_rows(args.csv, args.per_category) if args.csv else
                 validation_rows(project.root, args.val, seed=42))
         ranks = model_ranks(project, rows["formula"].tolist(), rows["sg_number"].tolist())
-        held, done = source_formulas(project.root), []
+        held, done, kept = source_formulas(project.root), [], []
         args.out.mkdir(parents=True, exist_ok=True)
         for formula in dict.fromkeys(rows["formula"]):  # one at a time: a stopped run keeps what it scored
             mine = rows["formula"] == formula
             result = project.generate_many([formula], args.candidates, search=search, exclude_own_formula=True)
             done.append(score(rows[mine], result, [r for r, m in zip(ranks, mine) if m], held))
             pd.concat(done).to_csv(args.out / "per_formula.csv", index=False)
+            kept += candidate_rows(rows[mine].iloc[0], result)
+            pd.DataFrame(kept).to_csv(args.out / "candidates.csv", index=False)
             print(f"{formula}: {done[-1]['candidate_rank'].tolist()} (true group's rank among the candidates), "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
         per_formula = pd.concat(done, ignore_index=True)

@@ -554,3 +554,23 @@ def test_discover_rediscovers_held_out_systems_and_proposes_compounds_of_a_syste
     assert nacl["system"] == "Cl-Na" and nacl["formation_energy_per_atom"] < 0 and nacl["e_above_hull"] == 0
     assert nacl["new"] is False and nacl["known_in"] and Path(nacl["cif"]).exists()
     assert Path(answer["hull_pictures"]["Cl-Na"]).stat().st_size > 5_000
+
+
+def test_the_cspbench_script_scores_formulas_without_their_own_templates_and_reranks_them(repo, tmp_path):
+    root, env = repo
+    csv = tmp_path / "cspbench.csv"  # CSPBench's columns; two formulas the tiny library holds templates of
+    pd.DataFrame({"material_id": ["mp-22862", "mp-10695"], "pretty_formula": ["NaCl", "ZnS"], "spacegroup": [225, 216],
+                  "category": ["binary", "binary"]}).to_csv(csv, index=False)
+    out = tmp_path / "bench"
+    stdout = _run([sys.executable, str(root / "benchmarks/cspbench.py"), "--csv", str(csv), "--candidates", "3",
+                   "--out", str(out), "--search", "short_steps=2", "--search", "steps=10"], root, env)
+    assert "candidates_top5" in stdout and '"known_candidates": 0' in stdout
+    per_formula = pd.read_csv(out / "per_formula.csv")
+    assert per_formula["formula"].tolist() == ["NaCl", "ZnS"] and not per_formula["known_used"].any()
+    assert set(per_formula["lost"].fillna("")) <= {"", "not tried", "left while relaxing", "ranked below 5"}
+    candidates = pd.read_csv(out / "candidates.csv")
+    assert set(candidates["formula"]) <= {"NaCl", "ZnS"} and not candidates["known"].any()
+    assert {"p_group", "score", "energy_per_atom", "predicted_volume_per_atom", "relaxation"} <= set(candidates.columns)
+    reranked = _run([sys.executable, str(root / "benchmarks/rank_weights.py"), str(out / "candidates.csv")],
+                    root, env)
+    assert "group_weight" in reranked and "the defaults (0.1, 0, 0)" in reranked

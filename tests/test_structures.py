@@ -122,6 +122,21 @@ def test_generate_on_a_local_cluster_answers_good_formulas_and_names_bad_ones(lo
     assert StructureMatcher().fit(ranked[0]["structure"], rock_salt)  # the true group finds rock salt
 
 
+def test_the_ranking_weighs_group_probability_and_volume_misfit_beside_energy():
+    from xtalml.structures.search import ranking_value
+
+    likely = {"energy_per_atom": -4.00, "score": 0.0, "p_group": 0.8, "volume_per_atom": 20.0,
+              "predicted_volume_per_atom": 20.0}
+    unlikely = {**likely, "energy_per_atom": -4.02, "p_group": 0.01}
+    swollen = {**likely, "energy_per_atom": -4.02, "volume_per_atom": 30.0}
+    assert ranking_value(unlikely) < ranking_value(likely)  # energy alone: the lower one
+    assert ranking_value(likely, group_weight=0.01) < ranking_value(unlikely, group_weight=0.01)
+    assert ranking_value(swollen) < ranking_value(likely) and \
+        ranking_value(likely, volume_weight=0.1) < ranking_value(swollen, volume_weight=0.1)
+    assert ranking_value({**likely, "predicted_volume_per_atom": None}, volume_weight=1.0) == -4.0  # nothing to weigh
+    assert ranking_value(likely, 0.5) == ranking_value({**likely, "score": 1.0}, 0.5) + 0.5
+
+
 def test_a_staged_relaxation_relaxes_only_the_best_candidates_fully_and_marks_the_others(local_client):
     from xtalml.structures.search import relax_best_further
 

@@ -8,8 +8,9 @@ from pymatgen.core import Lattice, Structure
 
 from xtalml.structures.search import (SearchSettings, candidate_specs, dask_client, ranked_templates, relaxation_key,
                                      run_specs)
-from xtalml.structures.templates import (describe_all, group_duplicates, library_table, read_structures,
-                                         site_assignments, template_options, template_structure, training_rows)
+from xtalml.structures.templates import (describe_all, group_duplicates, library_table, mapping_distance,
+                                         oxidation_states, periodic_distance, read_structures, site_assignments,
+                                         template_options, template_structure, training_rows)
 from xtalml.structures.wyckoff_prior import prior_sites
 
 MATCHER = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5}
@@ -91,6 +92,43 @@ def test_elements_go_to_the_sites_of_their_nearest_like(library):
     assert option["mapping"] == {"Ca": "O", "F": "Li"}  # antifluorite: Li on fluorine's 8c sites
     structure = template_structure(option, volume_per_atom=8.0)
     assert structure.composition.reduced_formula == "Li2O" and structure.volume == pytest.approx(8.0 * len(structure))
+
+
+def test_oxidation_states_put_cations_on_the_sites_of_their_charge():
+    assert oxidation_states({"Ca": 1, "Ti": 1, "O": 3}) == {"Ca": 2.0, "Ti": 4.0, "O": -2.0}
+    assert oxidation_states({"Ni": 1, "Al": 1}) == {}  # an intermetallic balances no charges
+    by_properties = {"properties": 1.0}
+    with_oxidation = {"properties": 1.0, "oxidation": 1.0}
+    # LiNbO3 on ilmenite FeTiO3: electronegativity and radius put Nb on Fe's site; charges put Li+ there (Fe2+)
+    assert site_assignments({"Li": 1, "Nb": 1, "O": 3}, {"Fe": 1, "Ti": 1, "O": 3}, weights=by_properties)[0][0] == {
+        "Fe": "Nb", "Ti": "Li", "O": "O"}
+    assert site_assignments({"Li": 1, "Nb": 1, "O": 3}, {"Fe": 1, "Ti": 1, "O": 3}, weights=with_oxidation)[0][0] == {
+        "Fe": "Li", "Ti": "Nb", "O": "O"}
+    # delafossite CuAlO2 on LiCoO2: Cu+ on Li+'s site, Al3+ on Co3+'s
+    assert site_assignments({"Cu": 1, "Al": 1, "O": 2}, {"Li": 1, "Co": 1, "O": 2}, weights=with_oxidation)[0][0] == {
+        "Li": "Cu", "Co": "Al", "O": "O"}
+    states = oxidation_states({"K": 1, "Br": 1}), oxidation_states({"Na": 1, "Cl": 1})
+    only = {"oxidation": 1.0}
+    assert mapping_distance({"Na": "K", "Cl": "Br"}, states[1], states[0], only) == 0.0
+    assert mapping_distance({"Na": "Br", "Cl": "K"}, states[1], states[0], only) == 2.0  # +1 on -1 and back
+    assert mapping_distance({"Ni": "Co", "Al": "Ga"}, {}, {}, only) == 0.0  # neither balances: no evidence
+    assert mapping_distance({"Na": "Co", "Cl": "Ga"}, states[1], {}, only) == 1.0  # one ionic, one not
+
+
+def test_periodic_number_neighbours_are_pettifors():
+    assert periodic_distance("Na", "K") < periodic_distance("Na", "Mg") < periodic_distance("Na", "Cl")
+    assert periodic_distance("Cl", "Br") == periodic_distance("Br", "Cl") > 0 and periodic_distance("O", "O") == 0.0
+    [(near, d_near), (far, d_far)] = site_assignments({"K": 1, "Br": 1}, {"Na": 1, "Cl": 1}, weights={"periodic": 1.0})
+    assert near == {"Na": "K", "Cl": "Br"} and d_near < d_far
+
+
+def test_several_assignments_per_template_are_distinct_ways_onto_one_member(library):
+    one = template_options("KBr", library, exclude_formula="KBr")
+    two = template_options("KBr", library, exclude_formula="KBr", per_template=2)
+    assert len(two) == 2 * len(one) and {o["template_id"] for o in two} == {o["template_id"] for o in one}
+    salt = [o for o in two if o["space_group"] == 225]
+    assert salt[0]["member"] == salt[1]["member"] and salt[0]["mapping"] != salt[1]["mapping"]
+    assert salt[0]["distance"] <= salt[1]["distance"] and salt[0]["mapping"] == one[[o["space_group"] for o in one].index(225)]["mapping"]
 
 
 def test_wyckoff_prior_draws_positions_that_hold_the_counts():

@@ -11,7 +11,7 @@ import pandas as pd
 from xtalml.structures.benchmark import benchmark_structures, score_arm, summarise
 from xtalml.structures.candidates import CandidateError
 from xtalml.structures.search import (ARMS, SearchSettings, _safe, candidate_specs, dask_client, lattice_predictor,
-                                      rank_candidates, run_specs, write_cif)
+                                      mapping_options, rank_candidates, rank_weights, run_specs, write_cif)
 from xtalml.tasks import DataDirs, read_table, task_sources
 
 
@@ -63,7 +63,8 @@ def run_benchmark(params: Mapping[str, Any], estimate: Callable[[list[str]], Map
     specs, refused, coverage = [], [], []
     for i, row in table.iterrows():
         options = ([] if library is None else
-                   template_options(row["formula"], library, exclude_formula=row["reduced_formula"]))
+                   template_options(row["formula"], library, exclude_formula=row["reduced_formula"],
+                                    **mapping_options(settings)))
         coverage.append({"has_template": bool(options),
                          "has_template_in_true_group": any(o["space_group"] == int(row["sg_number"]) for o in options)})
         for arm in cfg["arms"]:
@@ -88,7 +89,7 @@ def run_benchmark(params: Mapping[str, Any], estimate: Callable[[list[str]], Map
         true_formation = formation_energy(row["formula"], truth.get("energy_per_atom"), references)
         for arm in cfg["arms"]:
             mine = [r for r in results if r["input"] == row["formula"] and r["arm"] == arm]
-            ranked = rank_candidates(mine, settings.score_weight)
+            ranked = rank_candidates(mine, **rank_weights(settings))
             for c in ranked:
                 c |= formation_energy(row["formula"], c.get("energy_per_atom"), references)
             score = score_arm(ranked, mine, truths[i], int(row["sg_number"]), float(row["volume_per_atom"]),

@@ -21,6 +21,7 @@ from xtalml.structures.candidates import (CandidateError, compatible_units, form
                                           random_groups, top_groups)
 from xtalml.structures.lattice import cell_parameters
 from xtalml.structures.relax import CARRIED
+from xtalml.structures.templates import MAPPING_WEIGHTS
 from xtalml.structures.wyckoff_prior import prior_sites
 
 # ours: templates ranked with the space-group model, then PyXtal in the model's groups (Wyckoff prior); random: PyXtal in
@@ -45,6 +46,10 @@ class SearchSettings:
     template_weights: dict = field(default_factory=lambda: {"space_group": 1.0, "substitution": 1.0, "members": 0.0})
     wyckoff_prior: bool = True  # PyXtal candidates take Wyckoff positions drawn from Materials Project frequencies
     score_weight: float = 0.1   # relaxed candidates rank by energy per atom (eV) - score_weight x their score
+    group_weight: float = 0.0   # - group_weight x log p(start group) (the space-group model's probability)
+    volume_weight: float = 0.0  # + volume_weight x |log(relaxed / predicted volume)|
+    mapping_weights: dict = field(default_factory=lambda: dict(MAPPING_WEIGHTS))  # element-to-site distance
+    mappings_per_template: int = 1  # a template's best element-to-site assignments tried (same-amount elements swap)
     fmax: float = 0.1
     fix_symmetry: bool = False
     steps: int = 200
@@ -270,13 +275,28 @@ def run_specs(client, specs: Sequence[Mapping[str, Any]], formula_time_limit_s: 
             out.append(_failed(spec, f"time limit per formula ({formula_time_limit_s:g} s) reached"))
         else:
             out.append({**result, **{k: spec.get(k) for k in CARRIED}})
+        out[-1]["predicted_volume_per_atom"] = spec.get("volume_per_atom")
     return out
 
 
-def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 0.0) -> list[dict[str, Any]]:
+def ranking_value(candidate: Mapping[str, Any], score_weight: float = 0.0, *, group_weight: float = 0.0,
+                  volume_weight: float = 0.0) -> float:
+    """A relaxed candidate's rank value, lower first: energy per atom (eV) - score_weight x score - group_weight x
+    log p(start group) + volume_weight x |log(relaxed / predicted volume per atom)|."""
+    value = float(candidate["energy_per_atom"]) - score_weight * float(candidate["score"])
+    if group_weight:
+        value -= group_weight * float(np.log(max(float(candidate.get("p_group") or 0.0), 1e-4)))
+    predicted = candidate.get("predicted_volume_per_atom")
+    if volume_weight and predicted and candidate.get("volume_per_atom"):
+        value += volume_weight * abs(float(np.log(float(candidate["volume_per_atom"]) / float(predicted))))
+    return value
+
+
+def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 0.0, *, group_weight: float = 0.0,
+                    volume_weight: float = 0.0) -> list[dict[str, Any]]:
     """Successful candidates of one formula and arm, duplicates merged (pymatgen StructureMatcher, the better ranked
-    kept), by energy per atom - score_weight x score (energy alone reranks templates poorly); unrelaxed candidates by
-    their score (template score, or their group's probability)."""
+    kept), by ranking_value (energy alone reranks templates poorly); unrelaxed candidates by their score (template
+    score, or their group's probability)."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Structure
 
@@ -284,7 +304,8 @@ def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 
     for r in good:
         r["structure"] = Structure.from_dict(r["structure"]) if isinstance(r["structure"], dict) else r["structure"]
     relaxed = all(r.get("energy_per_atom") is not None for r in good)
-    key = ((lambda r: (r["energy_per_atom"] - score_weight * r["score"], r["index"])) if relaxed
+    key = ((lambda r: (ranking_value(r, score_weight, group_weight=group_weight, volume_weight=volume_weight),
+                       r["index"])) if relaxed
            else (lambda r: (-r["score"], r["index"])))
     good.sort(key=key)
     matcher, kept = StructureMatcher(), []
@@ -300,6 +321,17 @@ def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 
     return kept
 
 
+def rank_weights(settings: SearchSettings) -> dict[str, float]:
+    """rank_candidates' weights of these settings."""
+    return {"score_weight": settings.score_weight, "group_weight": settings.group_weight,
+            "volume_weight": settings.volume_weight}
+
+
+def mapping_options(settings: SearchSettings) -> dict[str, Any]:
+    """template_options' element-to-site settings of these settings."""
+    return {"per_template": settings.mappings_per_template, "mapping_weights": dict(settings.mapping_weights)}
+
+
 def relax_best_further(client, specs: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
                        settings: SearchSettings) -> list[dict[str, Any]]:
     """The second stage of a staged relaxation: per formula, the settings.full_relaxations best candidates of the short
@@ -308,7 +340,7 @@ def relax_best_further(client, specs: Sequence[Mapping[str, Any]], results: Sequ
     spec_of = {(s["input"], s["index"]): s for s in specs}
     follow = []
     for formula in dict.fromkeys(r["input"] for r in results):
-        best = rank_candidates([r for r in results if r["input"] == formula], settings.score_weight)
+        best = rank_candidates([r for r in results if r["input"] == formula], **rank_weights(settings))
         for r in best[:settings.full_relaxations]:
             follow.append({**spec_of[(formula, r["index"])], "as_given": True, "steps": settings.steps,
                            "template": json.dumps(r["structure"].as_dict()), "max_atom_steps": settings.max_atom_steps})
@@ -397,7 +429,10 @@ def candidate_row(candidate: Mapping[str, Any], cif: Path | None) -> dict[str, A
                                           else round(float(candidate["formation_energy_per_atom"]), 4)),
             **({"references": candidate["references"]} if candidate.get("references") else
                {"formation_energy_error": candidate.get("formation_energy_error")}),
-            "volume_per_atom": round(float(candidate["volume_per_atom"]), 3), "duplicates": candidate["duplicates"],
+            "volume_per_atom": round(float(candidate["volume_per_atom"]), 3),
+            "predicted_volume_per_atom": (None if candidate.get("predicted_volume_per_atom") is None
+                                          else round(float(candidate["predicted_volume_per_atom"]), 3)),
+            "duplicates": candidate["duplicates"],
             "relaxation": candidate.get("relaxation", None if energy is None else "full"),
             "relax_steps": candidate.get("relax_steps"), "cif": None if cif is None else str(cif)}
 
@@ -460,8 +495,8 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
         if formula in errors:
             continue
         try:
-            options = (template_options(formula, library, exclude_formula=formula if exclude_own_formula else None)
-                       if library is not None else [])
+            options = (template_options(formula, library, exclude_formula=formula if exclude_own_formula else None,
+                                        **mapping_options(settings)) if library is not None else [])
             specs += candidate_specs(formula, arm, first, volume_per_atom=float(estimates["volume_per_atom"][i]),
                                      proba=estimates["space_group_proba"][i], classes=estimates["space_group_classes"],
                                      lattice_of=lattice_rows(i), templates=options, frequencies=frequencies)
@@ -475,7 +510,7 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
         if formula in errors:
             continue
         mine = [r for r in results if r["input"] == formula and r["arm"] == arm]
-        kept = rank_candidates(mine, settings.score_weight)
+        kept = rank_candidates(mine, **rank_weights(settings))
         if not kept:
             errors[formula] = _failure_reason(mine)
             continue

@@ -211,6 +211,53 @@ def element_distance(a: str, b: str) -> float:
     return float(np.sqrt(((table[ATOMIC_NUMBER[a]] - table[ATOMIC_NUMBER[b]]) ** 2).sum()))
 
 
+def periodic_distance(a: str, b: str) -> float:
+    """How far apart two elements are in Pettifor's chemical scale (the Mendeleev number, in spreads of 15): the
+    neighbours PNcsp+ substitutes."""
+    from xtalml.chemistry import ATOMIC_NUMBER
+    from xtalml.models.neighbours import SITE_PROPERTIES
+
+    column = list(SITE_PROPERTIES).index("MendeleevNumber")
+    table = _element_properties()
+    return float(abs(table[ATOMIC_NUMBER[a], column] - table[ATOMIC_NUMBER[b], column]))
+
+
+@lru_cache(maxsize=4096)
+def _oxidation_states(amounts: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+    from pymatgen.core import Composition
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guesses = Composition(dict(amounts)).oxi_state_guesses(max_sites=-1)
+    return tuple(sorted(guesses[0].items())) if guesses else ()
+
+
+def oxidation_states(amounts: Mapping[str, float]) -> dict[str, float]:
+    """Each element's oxidation state in the most likely charge-balanced guess of pymatgen (ICSD frequencies), {}
+    where none balances (intermetallics): what TCSPV3 matches a template's sites by."""
+    return dict(_oxidation_states(tuple(sorted((str(k), float(v)) for k, v in amounts.items()))))
+
+
+MAPPING_WEIGHTS = {"properties": 1.0, "periodic": 0.0, "oxidation": 0.0}
+
+
+def mapping_distance(mapping: Mapping[str, str], member_states: Mapping[str, float],
+                     target_states: Mapping[str, float], weights: Mapping[str, float] = MAPPING_WEIGHTS) -> float:
+    """How poorly the target's elements fit a member's sites ({member element: target element}), the mean over sites of
+    w_properties x element_distance + w_periodic x periodic_distance + w_oxidation x |oxidation-state difference|
+    (one where only one of the two formulas balances charges, zero where neither does)."""
+    total = 0.0
+    for mine, theirs in mapping.items():
+        if member_states and target_states:
+            oxidation = abs(member_states[mine] - target_states[theirs])
+        else:
+            oxidation = float(bool(member_states) != bool(target_states))
+        total += (float(weights.get("properties", 0.0)) * element_distance(mine, theirs)
+                  + float(weights.get("periodic", 0.0)) * periodic_distance(mine, theirs)
+                  + float(weights.get("oxidation", 0.0)) * oxidation)
+    return total / max(1, len(mapping))
+
+
 def reduced_amounts(formula: str) -> dict[str, float]:
     """Elements and amounts of a formula's reduced composition ('Mg2Al4O8' → {Mg: 1, Al: 2, O: 4})."""
     from pymatgen.core import Composition
@@ -218,10 +265,10 @@ def reduced_amounts(formula: str) -> dict[str, float]:
     return {str(el): float(n) for el, n in Composition(formula).reduced_composition.items()}
 
 
-def site_assignments(target: Mapping[str, float], member: Mapping[str, float],
-                     limit: int = 24) -> list[tuple[dict[str, str], float]]:
-    """Ways to put the target's elements on a member's sites ({member element: target element}), each with its mean
-    element distance, nearest first: elements trade places only with elements of the same reduced amount (KBr on
+def site_assignments(target: Mapping[str, float], member: Mapping[str, float], limit: int = 24, *,
+                     weights: Mapping[str, float] = MAPPING_WEIGHTS) -> list[tuple[dict[str, str], float]]:
+    """Ways to put the target's elements on a member's sites ({member element: target element}), each with its
+    mapping_distance, nearest first: elements trade places only with elements of the same reduced amount (KBr on
     NaCl: K on Na and Br on Cl, or K on Cl and Br on Na). Empty where the amounts differ."""
     from itertools import permutations, product
 
@@ -234,11 +281,14 @@ def site_assignments(target: Mapping[str, float], member: Mapping[str, float],
     mine, theirs = levels(member), levels(target)
     if {k: len(v) for k, v in mine.items()} != {k: len(v) for k, v in theirs.items()}:
         return []
+    uses_oxidation = bool(weights.get("oxidation"))
+    member_states = oxidation_states(member) if uses_oxidation else {}
+    target_states = oxidation_states(target) if uses_oxidation else {}
     keys = sorted(mine)
     options = []
     for perms in product(*(permutations(theirs[k]) for k in keys)):
         mapping = {m: t for k, perm in zip(keys, perms) for m, t in zip(mine[k], perm)}
-        options.append((mapping, float(np.mean([element_distance(m, t) for m, t in mapping.items()]))))
+        options.append((mapping, mapping_distance(mapping, member_states, target_states, weights)))
         if len(options) >= 50 * limit:
             break
     options.sort(key=lambda mt: (mt[1], sorted(mt[0].items())))
@@ -246,11 +296,12 @@ def site_assignments(target: Mapping[str, float], member: Mapping[str, float],
 
 
 def template_options(formula: str, library: pd.DataFrame, *, exclude_formula: str | None = None,
-                     per_template: int = 1) -> list[dict[str, Any]]:
+                     per_template: int = 1, mapping_weights: Mapping[str, float] = MAPPING_WEIGHTS
+                     ) -> list[dict[str, Any]]:
     """Every template of the formula's anonymous formula with the member and element assignment nearest the formula
-    (per_template best per template), as {template_id, prototype, space_group, wyckoff, members, member, mapping,
-    distance, known}; exclude_formula leaves out the members of that reduced formula (a benchmark's target). known:
-    a member has the formula's own reduced formula."""
+    (per_template best assignments of that member, by mapping_distance with mapping_weights), as {template_id, prototype,
+    space_group, wyckoff, members, member, mapping, distance, known}; exclude_formula leaves out the members of that
+    reduced formula (a benchmark's target). known: a member has the formula's own reduced formula."""
     from pymatgen.core import Composition
 
     composition = Composition(formula)
@@ -260,11 +311,15 @@ def template_options(formula: str, library: pd.DataFrame, *, exclude_formula: st
         rows = rows[rows["reduced_formula"] != Composition(exclude_formula).reduced_formula]
     out = []
     for template_id, members in rows.groupby("template_id", sort=True):
-        best = []
+        best = []  # the member nearest the formula, then its per_template best assignments (distinct sites)
         for member in members.itertuples(index=False):
-            for mapping, distance in site_assignments(target, reduced_amounts(member.reduced_formula), per_template):
-                best.append((distance, str(member.source_id), mapping, member))
+            assignments = site_assignments(target, reduced_amounts(member.reduced_formula), per_template,
+                                           weights=mapping_weights)
+            if assignments:
+                best.append((assignments[0][1], str(member.source_id), assignments, member))
         best.sort(key=lambda b: (b[0], b[1]))
+        best = [(distance, None, mapping, member) for _, _, assignments, member in best[:1]
+                for mapping, distance in assignments]
         first = members.iloc[0]
         for distance, _, mapping, member in best[:per_template]:
             out.append({"template_id": template_id, "prototype": first["prototype"] or f"{first['reduced_formula']} "
