@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--per-category", type=int, default=None, help="only the first N formulas of each category")
     parser.add_argument("--val", type=int, default=None, help="N validation formulas of our split instead of CSPBench")
     parser.add_argument("--candidates", type=int, default=20, help="candidates per formula (top-20 needs 20)")
+    parser.add_argument("--batch", type=int, default=4, help="formulas searched together (each keeps its own budget)")
     parser.add_argument("--project", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cspbench"))
     parser.add_argument("--search", action="append", default=[], metavar="KEY=VALUE",
@@ -152,15 +153,19 @@ def main() -> None:
         ranks = model_ranks(project, rows["formula"].tolist(), rows["sg_number"].tolist())
         held, done, kept = source_formulas(project.root), [], []
         args.out.mkdir(parents=True, exist_ok=True)
-        for formula in dict.fromkeys(rows["formula"]):  # one at a time: a stopped run keeps what it scored
-            mine = rows["formula"] == formula
-            result = project.generate_many([formula], args.candidates, search=search, exclude_own_formula=True)
-            done.append(score(rows[mine], result, [r for r, m in zip(ranks, mine) if m], held))
+        formulas = list(dict.fromkeys(rows["formula"]))
+        for first in range(0, len(formulas), args.batch):  # a batch at a time: a stopped run keeps what it scored
+            batch = formulas[first:first + args.batch]
+            result = project.generate_many(batch, args.candidates, search=search, exclude_own_formula=True)
+            for formula in batch:
+                mine = rows["formula"] == formula
+                done.append(score(rows[mine], result, [r for r, m in zip(ranks, mine) if m], held))
+                kept += candidate_rows(rows[mine].iloc[0], result)
+                print(f"{formula}: {done[-1]['candidate_rank'].tolist()} (true group's rank among the candidates)",
+                      flush=True)
             pd.concat(done).to_csv(args.out / "per_formula.csv", index=False)
-            kept += candidate_rows(rows[mine].iloc[0], result)
             pd.DataFrame(kept).to_csv(args.out / "candidates.csv", index=False)
-            print(f"{formula}: {done[-1]['candidate_rank'].tolist()} (true group's rank among the candidates), "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            print(f"{first + len(batch)} of {len(formulas)} formulas, {time.perf_counter() - start:.0f} s", flush=True)
         per_formula = pd.concat(done, ignore_index=True)
     seconds = time.perf_counter() - start
     table = success_table(per_formula)
