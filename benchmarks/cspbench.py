@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=None, help="N validation formulas of our split instead of CSPBench")
     parser.add_argument("--candidates", type=int, default=20, help="candidates per formula (top-20 needs 20)")
     parser.add_argument("--batch", type=int, default=4, help="formulas searched together (each keeps its own budget)")
+    parser.add_argument("--resume", action="store_true", help="keep the formulas --out already holds, do the rest")
     parser.add_argument("--project", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cspbench"))
     parser.add_argument("--search", action="append", default=[], metavar="KEY=VALUE",
@@ -154,6 +155,10 @@ def main() -> None:
         held, done, kept = source_formulas(project.root), [], []
         args.out.mkdir(parents=True, exist_ok=True)
         formulas = list(dict.fromkeys(rows["formula"]))
+        if args.resume and (args.out / "per_formula.csv").exists():  # a stopped run: go on after what it scored
+            done = [pd.read_csv(args.out / "per_formula.csv")]
+            kept = pd.read_csv(args.out / "candidates.csv").to_dict("records")
+            formulas = [f for f in formulas if f not in set(done[0]["formula"])]
         for first in range(0, len(formulas), args.batch):  # a batch at a time: a stopped run keeps what it scored
             batch = formulas[first:first + args.batch]
             result = project.generate_many(batch, args.candidates, search=search, exclude_own_formula=True)

@@ -261,3 +261,15 @@ def test_one_backward_pass_gives_chgnets_energy_forces_and_stress():
     assert np.abs(found["stock"]["forces"]).max() > 0.01
     for key in ("forces", "stress"):  # float32 sums in another order: rounding only
         np.testing.assert_allclose(found["fast"][key], found["stock"][key], rtol=1e-4, atol=1e-5)
+
+
+def test_a_candidate_whose_cell_collapsed_is_a_failure_never_a_ranked_structure():
+    from pymatgen.core import Lattice, Structure
+
+    from xtalml.structures.relax import run_candidate
+
+    flat = Structure(Lattice([[3, 0, 0], [0, 3, 0], [0, 0, 1e-6]]), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    result = run_candidate({"input": "NaCl", "index": 0, "as_given": True, "template": json.dumps(flat.as_dict()),
+                            "relax": False})
+    assert result["structure"] is None and "spglib finds no symmetry" in result["error"]
+    assert rank_candidates([result]) == []

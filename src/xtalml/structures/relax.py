@@ -136,8 +136,11 @@ def run_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
             structure, energy, steps, converged = relax(structure, spec["fmax"], spec["steps"], spec["time_limit_s"],
                                                         spec.get("fix_symmetry", False), bool(spec.get("fixed_cell")),
                                                         spec.get("max_atom_steps"))
+        group = space_group_number(structure)
+        if group is None:  # its energy means nothing: it must never rank first
+            raise ValueError("spglib finds no symmetry in the relaxed cell (collapsed, or atoms on top of each other)")
         out |= {"structure": structure.as_dict(), "energy_per_atom": energy, "relax_steps": steps,
-                "converged": converged, "space_group_number": space_group_number(structure),
+                "converged": converged, "space_group_number": group,
                 "volume_per_atom": structure.volume / len(structure), "error": None}
     except Exception as exc:  # noqa: BLE001 - one candidate's failure is data for the search, not a crash
         out |= {"structure": None, "energy_per_atom": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
