@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=20, help="candidates per formula (top-20 needs 20)")
     parser.add_argument("--batch", type=int, default=4, help="formulas searched together (each keeps its own budget)")
     parser.add_argument("--resume", action="store_true", help="keep the formulas --out already holds, do the rest")
+    parser.add_argument("--interleave", action="store_true", help="take the categories' formulas in turn")
     parser.add_argument("--project", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cspbench"))
     parser.add_argument("--search", action="append", default=[], metavar="KEY=VALUE",
@@ -159,6 +160,10 @@ def main() -> None:
             done = [pd.read_csv(args.out / "per_formula.csv")]
             kept = pd.read_csv(args.out / "candidates.csv").to_dict("records")
             formulas = [f for f in formulas if f not in set(done[0]["formula"])]
+        if args.interleave:  # one formula of each category in turn: a run stopped early still covers every category
+            position = {f: (i, c) for (c, f), i in zip(rows[["category", "formula"]].itertuples(index=False),
+                                                         rows.groupby("category", sort=False).cumcount())}
+            formulas.sort(key=lambda f: position[f])
         for first in range(0, len(formulas), args.batch):  # a batch at a time: a stopped run keeps what it scored
             batch = formulas[first:first + args.batch]
             result = project.generate_many(batch, args.candidates, search=search, exclude_own_formula=True)
