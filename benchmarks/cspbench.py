@@ -184,7 +184,7 @@ def main() -> None:
     print("where the true group was lost:", per_formula["lost"].replace("", "found in top 5").value_counts().to_dict())
     print(json.dumps({"formulas": len(per_formula), "search": search, "seconds": round(seconds), "seconds_per_formula":
                       round(seconds / max(1, len(per_formula)), 1), "known_candidates": int(per_formula["known_used"].sum()),
-                      "errors": int((per_formula["error"] != "").sum()), "published": PUBLISHED}))
+                      "errors": int((per_formula["error"].fillna("") != "").sum()), "published": PUBLISHED}))
 
 
 if __name__ == "__main__":  # Dask's local worker processes re-import this file
