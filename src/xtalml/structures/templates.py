@@ -246,15 +246,16 @@ def mapping_distance(mapping: Mapping[str, str], member_states: Mapping[str, flo
     """How poorly the target's elements fit a member's sites ({member element: target element}), the mean over sites of
     w_properties x element_distance + w_periodic x periodic_distance + w_oxidation x |oxidation-state difference|
     (one where only one of the two formulas balances charges, zero where neither does)."""
+    scales = {"properties": element_distance, "periodic": periodic_distance}
     total = 0.0
     for mine, theirs in mapping.items():
-        if member_states and target_states:
-            oxidation = abs(member_states[mine] - target_states[theirs])
-        else:
-            oxidation = float(bool(member_states) != bool(target_states))
-        total += (float(weights.get("properties", 0.0)) * element_distance(mine, theirs)
-                  + float(weights.get("periodic", 0.0)) * periodic_distance(mine, theirs)
-                  + float(weights.get("oxidation", 0.0)) * oxidation)
+        total += sum(float(weights[name]) * distance(mine, theirs) for name, distance in scales.items()
+                     if weights.get(name))
+        if weights.get("oxidation"):
+            if member_states and target_states:
+                total += float(weights["oxidation"]) * abs(member_states[mine] - target_states[theirs])
+            else:
+                total += float(weights["oxidation"]) * float(bool(member_states) != bool(target_states))
     return total / max(1, len(mapping))
 
 
@@ -311,17 +312,18 @@ def template_options(formula: str, library: pd.DataFrame, *, exclude_formula: st
         rows = rows[rows["reduced_formula"] != Composition(exclude_formula).reduced_formula]
     out = []
     for template_id, members in rows.groupby("template_id", sort=True):
-        best = []  # the member nearest the formula, then its per_template best assignments (distinct sites)
+        nearest = None  # (its assignments, source id, member): the member whose best assignment is nearest
         for member in members.itertuples(index=False):
             assignments = site_assignments(target, reduced_amounts(member.reduced_formula), per_template,
                                            weights=mapping_weights)
-            if assignments:
-                best.append((assignments[0][1], str(member.source_id), assignments, member))
-        best.sort(key=lambda b: (b[0], b[1]))
-        best = [(distance, None, mapping, member) for _, _, assignments, member in best[:1]
-                for mapping, distance in assignments]
+            if assignments and (nearest is None or (assignments[0][1], str(member.source_id)) <
+                                (nearest[0][0][1], nearest[1])):
+                nearest = (assignments, str(member.source_id), member)
+        if nearest is None:
+            continue
+        assignments, _, member = nearest
         first = members.iloc[0]
-        for distance, _, mapping, member in best[:per_template]:
+        for mapping, distance in assignments:
             out.append({"template_id": template_id, "prototype": first["prototype"] or f"{first['reduced_formula']} "
                         f"({first['origin']} {first['source_id']})", "space_group": int(first["space_group"]),
                         "wyckoff": first["wyckoff"], "members": int(first["members"]),
