@@ -177,13 +177,13 @@ def main() -> None:
             pd.DataFrame(kept).to_csv(args.out / "candidates.csv", index=False)
             print(f"{first + len(batch)} of {len(formulas)} formulas, {time.perf_counter() - start:.0f} s", flush=True)
         per_formula = pd.concat(done, ignore_index=True)
-    seconds = time.perf_counter() - start
+    seconds, searched = time.perf_counter() - start, len(formulas)  # this run's: a resumed run's earlier ones not
     table = success_table(per_formula)
     table.to_csv(args.out / "success.csv", index=False)
     print(table.to_string(index=False))
     print("where the true group was lost:", per_formula["lost"].replace("", "found in top 5").value_counts().to_dict())
-    print(json.dumps({"formulas": len(per_formula), "search": search, "seconds": round(seconds), "seconds_per_formula":
-                      round(seconds / max(1, len(per_formula)), 1), "known_candidates": int(per_formula["known_used"].sum()),
+    print(json.dumps({"formulas": len(per_formula), "search": search, "seconds": round(seconds), "searched_now": searched,
+                      "seconds_per_formula": round(seconds / max(1, searched), 1), "known_candidates": int(per_formula["known_used"].sum()),
                       "errors": int((per_formula["error"].fillna("") != "").sum()), "published": PUBLISHED}))
 
 
