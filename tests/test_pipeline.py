@@ -570,7 +570,8 @@ def test_the_cspbench_script_scores_formulas_without_their_own_templates_and_rer
     assert set(per_formula["lost"].fillna("")) <= {"", "not tried", "left while relaxing", "ranked below 5"}
     candidates = pd.read_csv(out / "candidates.csv")
     assert set(candidates["formula"]) == {"NaCl"} and not candidates["known"].any()  # no template of NaCl itself
-    assert {"p_group", "score", "energy_per_atom", "predicted_volume_per_atom", "relaxation"} <= set(candidates.columns)
+    assert {"p_group", "p_relaxed_group", "score", "energy_per_atom", "predicted_volume_per_atom",
+            "relaxation"} <= set(candidates.columns)
     reranked = _run([sys.executable, str(root / "benchmarks/rank_weights.py"), str(out / "candidates.csv")],
                     root, env)
-    assert "group_weight" in reranked and "the defaults (0.1, 0, 0)" in reranked
+    assert "group_weight" in reranked and "the defaults (score_weight 0.1, group_weight " in reranked

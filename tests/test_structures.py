@@ -75,9 +75,13 @@ def test_candidates_use_wyckoff_compatible_units_and_skip_incompatible_groups():
     plan = plan_candidates((1, 1), {229: 0.5, 225: 0.3, 221: 0.2}, 6, 40)
     assert all(z in compatible_units(g, (1, 1), 40) for g, z in plan)
     assert plan_candidates((1, 1), {225: 1.0}, 3, 40, units_per_group=1) == [(225, 4)] * 3
-    assert compatible_units(230, (1, 1), 20) == ()   # Ia-3d: its smallest sites hold 16, 32 atoms > 20 for 1:1
+    assert compatible_units(230, (1, 1), 10) == ()   # Ia-3d: its smallest sites hold 16 (8 per primitive cell) each
+    # the limit is on the primitive cell, which is what relaxes: F-43m holds Ta4GaTe4Se4 (13 atoms) as 52 atoms in its
+    # conventional cell, 13 in its primitive one; R-3m a 14-atom formula as 42 in its hexagonal cell
+    assert compatible_units(216, (4, 1, 4, 4), 40)[0] == 4 and compatible_units(216, (4, 1, 4, 4), 12) == ()
+    assert compatible_units(166, (1, 6, 1, 6), 40)[0] == 3
     with pytest.raises(CandidateError, match="no group among"):
-        plan_candidates((1, 1), {230: 1.0}, 3, 20)
+        plan_candidates((1, 1), {230: 1.0}, 3, 10)
     assert allocate({225: 0.6, 221: 0.3, 1: 0.1}, 10).count(225) == 6  # budget shared by probability
     assert allocate({225: 0.6, 221: 0.3, 1: 0.1}, 3) == [225, 221, 225]  # every prefix too
     assert top_groups(np.array([0.5, 0.3, 0.15, 0.05]), ["225", "other", "221", "1"], 0.6, 10) == {225: 0.5, 221: 0.15}
@@ -135,6 +139,8 @@ def test_the_ranking_weighs_group_probability_and_volume_misfit_beside_energy():
         ranking_value(likely, volume_weight=0.1) < ranking_value(swollen, volume_weight=0.1)
     assert ranking_value({**likely, "predicted_volume_per_atom": None}, volume_weight=1.0) == -4.0  # nothing to weigh
     assert ranking_value(likely, 0.5) == ranking_value({**likely, "score": 1.0}, 0.5) + 0.5
+    left = {**likely, "p_relaxed_group": 0.01}  # started in the likely group, relaxed into an unlikely one
+    assert ranking_value(left, group_weight=0.01) == pytest.approx(ranking_value(unlikely, group_weight=0.01) + 0.02)
 
 
 def test_a_staged_relaxation_relaxes_only_the_best_candidates_fully_and_marks_the_others(local_client):
@@ -153,6 +159,34 @@ def test_a_staged_relaxation_relaxes_only_the_best_candidates_fully_and_marks_th
     assert full[0]["index"] == best_short["index"]
     ranked = rank_candidates(staged)
     assert ranked[0]["relaxation"] == "full" and all(r["relaxation"] == "short" for r in ranked[1:])
+
+
+def test_random_search_ranks_without_the_space_group_model():
+    from xtalml.structures.search import rank_weights
+
+    settings = SearchSettings(candidates=4, group_weight=1.0)
+    frequencies = {225: 0.5, 221: 0.3, 62: 0.2}
+    classes = np.array(["225", "221", "62"])
+    scores = [[s["score"] for s in candidate_specs("NaCl", "random", settings, volume_per_atom=22.6, proba=proba,
+                                                   classes=classes, frequencies=frequencies)]
+              for proba in (np.array([0.9, 0.05, 0.05]), np.array([0.05, 0.05, 0.9]))]
+    assert scores[0] == scores[1]  # scored by the training frequencies it draws from
+    assert rank_weights(settings, "random")["group_weight"] == 0 == rank_weights(settings, "oracle")["group_weight"]
+    assert rank_weights(settings)["group_weight"] == 1.0
+
+
+def test_the_full_relaxation_goes_first_to_the_model_groups_best_candidates():
+    from xtalml.structures.search import full_relaxation_choice
+
+    ranked = [{"index": i, "space_group_number": g} for i, g in enumerate([62, 62, 194, 225])]  # best first
+    groups = {225: 0.5, 194: 0.3, 62: 0.2}
+    def chosen(**settings):
+        return [r["index"] for r in full_relaxation_choice(ranked, groups, SearchSettings(**settings))]
+    assert chosen(full_relaxations=3) == [0, 1, 2]  # by the ranking alone
+    assert chosen(full_relaxations=3, full_relaxation_groups=2) == [3, 2, 0]  # 225's and 194's best, then the best
+    assert chosen(full_relaxations=1, full_relaxation_groups=2) == [3]
+    assert chosen(full_relaxations=2, full_relaxation_groups=2) == [3, 2]
+    assert [r["index"] for r in full_relaxation_choice(ranked, {}, SearchSettings(full_relaxation_groups=3))] == [0, 1, 2]
 
 
 def test_time_limits_stop_a_relaxation_and_a_formula(local_client):

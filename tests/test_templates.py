@@ -1,6 +1,8 @@
 """Template library and template candidates: grouping, rejects, the target's own formula kept out, site assignment,
 the Wyckoff prior, scoring, and PyXtal when a formula has no template."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,6 +151,10 @@ def test_candidates_rank_templates_by_the_space_group_model_and_fill_with_pyxtal
     assert [s["source"] for s in ours] == ["template", "template", "pyxtal", "pyxtal"]
     assert [s["group"] for s in ours[:2]] == [221, 225]  # the model's 0.7 for Pm-3m outweighs the nearer rock salt
     assert ours[0]["template_id"] and ours[0]["prototype"] == "CsCl (B2)" and all(s["sites"] for s in ours[2:])
+    assert not any(s["fix_symmetry"] for s in ours)
+    kept = candidate_specs("KBr", "ours", dataclasses.replace(settings, fix_symmetry_pyxtal=True), volume_per_atom=30.0,
+                           proba=proba, classes=classes, templates=options)
+    assert [s["fix_symmetry"] for s in kept] == [False, False, True, True]  # random structures keep their group
     no_model = candidate_specs("KBr", "templates_only", settings, volume_per_atom=30.0, proba=proba, classes=classes,
                                templates=options)
     assert no_model[0]["group"] == 225  # without the model, the nearest elements (K, Cl) win

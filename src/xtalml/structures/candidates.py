@@ -55,13 +55,21 @@ def _group(number: int):
     return Group(int(number))
 
 
+CENTRING = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}  # lattice points per conventional cell (R: hexagonal)
+
+
+def lattice_points(number: int) -> int:
+    """Lattice points in the group's conventional cell (PyXtal's setting): its atoms over its primitive cell's."""
+    return CENTRING[_group(number).symbol[0]]
+
+
 @lru_cache(maxsize=100_000)
 def compatible_units(number: int, counts: tuple[int, ...], max_atoms: int) -> tuple[int, ...]:
-    """Formula units Z for which the group's Wyckoff multiplicities can hold Z * counts atoms in its conventional cell
-    (at most max_atoms atoms), smallest first."""
+    """Formula units Z (of the conventional cell) for which the group's Wyckoff multiplicities can hold Z * counts
+    atoms, with at most max_atoms atoms in the primitive cell (the cell that is relaxed), smallest first."""
     per_unit = sum(counts)
     out = []
-    for z in range(1, max_atoms // per_unit + 1):
+    for z in range(1, max_atoms * lattice_points(number) // per_unit + 1):
         compatible, _ = _group(number).check_compatible([z * c for c in counts])
         if compatible:
             out.append(z)

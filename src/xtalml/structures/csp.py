@@ -10,8 +10,9 @@ import pandas as pd
 
 from xtalml.structures.benchmark import benchmark_structures, score_arm, summarise
 from xtalml.structures.candidates import CandidateError
-from xtalml.structures.search import (ARMS, SearchSettings, _safe, candidate_specs, dask_client, lattice_predictor,
-                                      mapping_options, rank_candidates, rank_weights, run_specs, write_cif)
+from xtalml.structures.search import (ARMS, SearchSettings, _safe, candidate_specs, dask_client, group_probabilities,
+                                      lattice_predictor, mapping_options, rank_candidates, rank_weights, run_specs,
+                                      with_relaxed_group_probability, write_cif)
 from xtalml.tasks import DataDirs, read_table, task_sources
 
 
@@ -89,7 +90,9 @@ def run_benchmark(params: Mapping[str, Any], estimate: Callable[[list[str]], Map
         true_formation = formation_energy(row["formula"], truth.get("energy_per_atom"), references)
         for arm in cfg["arms"]:
             mine = [r for r in results if r["input"] == row["formula"] and r["arm"] == arm]
-            ranked = rank_candidates(mine, **rank_weights(settings))
+            with_relaxed_group_probability(mine, {row["formula"]: group_probabilities(
+                estimates["space_group_proba"][i], estimates["space_group_classes"])})
+            ranked = rank_candidates(mine, **rank_weights(settings, arm))
             for c in ranked:
                 c |= formation_energy(row["formula"], c.get("energy_per_atom"), references)
             score = score_arm(ranked, mine, truths[i], int(row["sg_number"]), float(row["volume_per_atom"]),

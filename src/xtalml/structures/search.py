@@ -29,6 +29,7 @@ from xtalml.structures.wyckoff_prior import prior_sites
 # ranked without the space-group model; pyxtal_prior: PyXtal in the model's groups, uniform Wyckoff positions (the
 # search before templates); unrelaxed: ours, not relaxed, ranked by score (CRYSPNet's way)
 ARMS = ("ours", "random", "oracle", "templates_only", "pyxtal_prior", "unrelaxed")
+MODEL_ARMS = ("ours", "pyxtal_prior", "unrelaxed")  # the arms that use the space-group model (the ranking's too)
 
 
 @dataclass
@@ -46,12 +47,13 @@ class SearchSettings:
     template_weights: dict = field(default_factory=lambda: {"space_group": 1.0, "substitution": 1.0, "members": 0.0})
     wyckoff_prior: bool = True  # PyXtal candidates take Wyckoff positions drawn from Materials Project frequencies
     score_weight: float = 0.1   # relaxed candidates rank by energy per atom (eV) - score_weight x their score
-    group_weight: float = 0.0   # - group_weight x log p(start group) (the space-group model's probability)
+    group_weight: float = 0.0   # - group_weight x log p(the group it relaxed to, by the space-group model)
     volume_weight: float = 0.0  # + volume_weight x |log(relaxed / predicted volume)|
     mapping_weights: dict = field(default_factory=lambda: dict(MAPPING_WEIGHTS))  # element-to-site distance
     mappings_per_template: int = 1  # a template's best element-to-site assignments tried (same-amount elements swap)
     fmax: float = 0.1
     fix_symmetry: bool = False
+    fix_symmetry_pyxtal: bool = False  # PyXtal candidates (not templates) relax within their group (ASE FixSymmetry)
     steps: int = 200
     max_atom_steps: int | None = None  # a relaxation of n atoms takes at most max_atom_steps / n steps
     # staged relaxation (generate_structures): every candidate first takes at most short_steps (and
@@ -59,6 +61,7 @@ class SearchSettings:
     short_steps: int | None = None
     short_max_atom_steps: int | None = None
     full_relaxations: int = 3
+    full_relaxation_groups: int = 0  # of those, first the best candidate in each of the model's most probable groups
     candidate_time_limit_s: float = 60.0
     formula_time_limit_s: float = 600.0
     seed: int = 42
@@ -205,8 +208,10 @@ def candidate_specs(formula: str, arm: str, settings: SearchSettings, *, volume_
             bravais = space_group_info(group)[2]
             cell = cell_parameters(bravais, lattice_of(bravais), volume)
         p = float(weights_pyxtal.get(group, groups.get(group, 0.0)))
+        group_prior = float(frequencies.get(group, 0.0)) if arm == "random" else p  # random scores without the model
         specs.append({**common, "index": len(specs), "source": "pyxtal", "group": group, "units": units, "p_group": p,
-                      "score": template_score({"distance": PYXTAL_DISTANCE, "members": 1}, p, weights),
+                      "fix_symmetry": settings.fix_symmetry or settings.fix_symmetry_pyxtal,
+                      "score": template_score({"distance": PYXTAL_DISTANCE, "members": 1}, group_prior, weights),
                       "template_id": None, "prototype": None, "member": None,
                       "known": False, "template": None, "mapping": None, "cell": cell,
                       "sites": prior_sites(group, [units * c for c in counts], rng) if prior else None,
@@ -279,13 +284,25 @@ def run_specs(client, specs: Sequence[Mapping[str, Any]], formula_time_limit_s: 
     return out
 
 
+def with_relaxed_group_probability(results: Sequence[dict[str, Any]],
+                                   groups: Mapping[str, Mapping[int, float]]) -> Sequence[dict[str, Any]]:
+    """results, each successful one given "p_relaxed_group": the space-group model's probability of the group it
+    relaxed to (groups: {formula: group_probabilities}); 0 for a group the model does not name."""
+    for r in results:
+        if r.get("space_group_number") is not None and r["input"] in groups:
+            r["p_relaxed_group"] = float(groups[r["input"]].get(int(r["space_group_number"]), 0.0))
+    return results
+
+
 def ranking_value(candidate: Mapping[str, Any], score_weight: float = 0.0, *, group_weight: float = 0.0,
                   volume_weight: float = 0.0) -> float:
     """A relaxed candidate's rank value, lower first: energy per atom (eV) - score_weight x score - group_weight x
-    log p(start group) + volume_weight x |log(relaxed / predicted volume per atom)|."""
+    log p(the group it relaxed to; its start group where that is not known) + volume_weight x |log(relaxed /
+    predicted volume per atom)|."""
     value = float(candidate["energy_per_atom"]) - score_weight * float(candidate["score"])
     if group_weight:
-        value -= group_weight * float(np.log(max(float(candidate.get("p_group") or 0.0), 1e-4)))
+        p = candidate.get("p_relaxed_group", candidate.get("p_group"))
+        value -= group_weight * float(np.log(max(float(p or 0.0), 1e-4)))
     predicted = candidate.get("predicted_volume_per_atom")
     if volume_weight and predicted and candidate.get("volume_per_atom"):
         value += volume_weight * abs(float(np.log(float(candidate["volume_per_atom"]) / float(predicted))))
@@ -321,9 +338,10 @@ def rank_candidates(results: Sequence[Mapping[str, Any]], score_weight: float = 
     return kept
 
 
-def rank_weights(settings: SearchSettings) -> dict[str, float]:
-    """rank_candidates' weights of these settings."""
-    return {"score_weight": settings.score_weight, "group_weight": settings.group_weight,
+def rank_weights(settings: SearchSettings, arm: str = "ours") -> dict[str, float]:
+    """rank_candidates' weights of these settings for an arm (the group probability weighs only in MODEL_ARMS)."""
+    return {"score_weight": settings.score_weight,
+            "group_weight": settings.group_weight if arm in MODEL_ARMS else 0.0,
             "volume_weight": settings.volume_weight}
 
 
@@ -332,16 +350,34 @@ def mapping_options(settings: SearchSettings) -> dict[str, Any]:
     return {"per_template": settings.mappings_per_template, "mapping_weights": dict(settings.mapping_weights)}
 
 
+def full_relaxation_choice(ranked: Sequence[Mapping[str, Any]], groups: Mapping[int, float],
+                           settings: SearchSettings) -> list[Mapping[str, Any]]:
+    """Which ranked short-stage candidates of a formula go on to the full relaxation: first the best one in each of
+    the settings.full_relaxation_groups most probable groups of `groups` (the space-group model's, by the group the
+    candidate is in after the short stage), then the best others, settings.full_relaxations in all."""
+    chosen: list[Mapping[str, Any]] = []
+    for group in sorted(groups, key=lambda g: (-groups[g], g))[:settings.full_relaxation_groups]:
+        best = next((r for r in ranked if r["space_group_number"] == group), None)
+        if best is not None and len(chosen) < settings.full_relaxations:
+            chosen.append(best)
+    chosen += [r for r in ranked if all(r is not c for c in chosen)][:settings.full_relaxations - len(chosen)]
+    return chosen
+
+
 def relax_best_further(client, specs: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
-                       settings: SearchSettings) -> list[dict[str, Any]]:
-    """The second stage of a staged relaxation: per formula, the settings.full_relaxations best candidates of the short
-    stage (ranked, duplicates merged) relax on from where they stopped, to settings.steps; every result says the stage
-    it reached ("relaxation": "short" or "full"), its steps and seconds summed over both stages."""
+                       settings: SearchSettings, groups: Mapping[str, Mapping[int, float]] | None = None
+                       ) -> list[dict[str, Any]]:
+    """The second stage of a staged relaxation: per formula, settings.full_relaxations candidates of the short stage
+    (ranked, duplicates merged; full_relaxation_choice with `groups`, {formula: the model's group probabilities})
+    relax on from where they stopped, to settings.steps; every result says the stage it reached ("relaxation":
+    "short" or "full"), its steps and seconds summed over both stages."""
     spec_of = {(s["input"], s["index"]): s for s in specs}
     follow = []
+    with_relaxed_group_probability(results, groups or {})
     for formula in dict.fromkeys(r["input"] for r in results):
-        best = rank_candidates([r for r in results if r["input"] == formula], **rank_weights(settings))
-        for r in best[:settings.full_relaxations]:
+        mine = [r for r in results if r["input"] == formula]
+        best = rank_candidates(mine, **rank_weights(settings, mine[0]["arm"]))
+        for r in full_relaxation_choice(best, (groups or {}).get(formula, {}), settings):
             follow.append({**spec_of[(formula, r["index"])], "as_given": True, "steps": settings.steps,
                            "template": json.dumps(r["structure"].as_dict()), "max_atom_steps": settings.max_atom_steps})
     further = {(r["input"], r["index"]): r for r in (run_specs(client, follow, settings.formula_time_limit_s)
@@ -422,6 +458,8 @@ def candidate_row(candidate: Mapping[str, Any], cif: Path | None) -> dict[str, A
             "source": candidate.get("source"), "template_id": candidate.get("template_id"),
             "prototype": candidate.get("prototype"), "known": bool(candidate.get("known")),
             "predicted_space_group": candidate["group"], "p_group": round(float(candidate["p_group"]), 4),
+            "p_relaxed_group": (None if candidate.get("p_relaxed_group") is None
+                                else round(float(candidate["p_relaxed_group"]), 4)),
             "score": round(float(candidate["score"]), 4),
             "formula_units": candidate["units"], "atoms": len(candidate["structure"]),
             "energy_per_atom": None if energy is None else round(float(energy), 5),
@@ -503,14 +541,17 @@ def generate_structures(formulas: Sequence[str], estimates: Mapping[str, Any],
         except CandidateError as exc:
             errors[formula] = str(exc)
     results = run_specs(client, specs, settings.formula_time_limit_s) if specs else []
+    groups = {f: group_probabilities(estimates["space_group_proba"][i], estimates["space_group_classes"])
+              for i, f in enumerate(formulas) if f not in errors}
     if staged and results:
-        results = relax_best_further(client, specs, results, settings)
+        results = relax_best_further(client, specs, results, settings, groups)
+    with_relaxed_group_probability(results, groups)
     structures = []
     for formula in formulas:
         if formula in errors:
             continue
         mine = [r for r in results if r["input"] == formula and r["arm"] == arm]
-        kept = rank_candidates(mine, **rank_weights(settings))
+        kept = rank_candidates(mine, **rank_weights(settings, arm))
         if not kept:
             errors[formula] = _failure_reason(mine)
             continue
